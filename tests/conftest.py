@@ -38,3 +38,32 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if "gpu" in item.keywords:
             item.add_marker(skip_gpu)
+
+
+@pytest.fixture(scope="session")
+def pipeline_home(tmp_path_factory):
+    """The whole graph materialized once, on the embedded default, in a temporary LMPIPE_HOME.
+
+    Shared by the end-to-end and UI tests; returns (lmpipe_home, dagster_home).
+    """
+    home = tmp_path_factory.mktemp("lmpipe")
+    saved = {k: os.environ.get(k) for k in ("LMPIPE_HOME", "DAGSTER_HOME")}
+    os.environ["LMPIPE_HOME"] = str(home)
+    os.environ["DAGSTER_HOME"] = str(home / "dagster")
+    try:
+        from dagster import DagsterInstance
+
+        from dagster_project.demo import run_everything
+        from dagster_project.definitions import defs
+        from dagster_project.home import ensure_dagster_home
+
+        ensure_dagster_home()
+        with DagsterInstance.get() as instance:
+            run_everything(defs, instance, log=lambda message: None)
+        yield home, home / "dagster"
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value

@@ -1,0 +1,43 @@
+"""Turning lmlib stage statistics into metadata a person wants to read in the UI."""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from dagster import MetadataValue
+
+
+def markdown_table(rows: Sequence[Mapping[str, Any]], columns: Sequence[str] | None = None) -> str:
+    if not rows:
+        return "_(none)_"
+    columns = list(columns or rows[0].keys())
+
+    def cell(value: Any) -> str:
+        text = f"{value:,}" if isinstance(value, int) and not isinstance(value, bool) else str(value)
+        return text.replace("|", "\\|").replace("\n", " ")
+
+    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+    lines += ["| " + " | ".join(cell(row.get(c, "")) for c in columns) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def counts_table(counts: Mapping[str, Any], key: str = "name", value: str = "count") -> str:
+    return markdown_table([{key: k, value: v} for k, v in counts.items()])
+
+
+def image_markdown(path: Path, title: str) -> MetadataValue:
+    """A PNG shown inline in the UI (as a data URI inside markdown)."""
+    encoded = base64.b64encode(Path(path).read_bytes()).decode()
+    return MetadataValue.md(f"![{title}](data:image/png;base64,{encoded})")
+
+
+def numbers(stats: Mapping[str, Any], names: Sequence[str]) -> dict[str, MetadataValue]:
+    """Selected stats as typed numbers, so the UI can plot them across materializations."""
+    out = {}
+    for name in names:
+        value = stats[name]
+        out[name] = MetadataValue.float(float(value)) if isinstance(value, float) else MetadataValue.int(int(value))
+    return out

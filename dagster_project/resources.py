@@ -1,0 +1,38 @@
+"""Resources: Storage knows where inputs and artifacts live; assets ask it for paths."""
+
+from pathlib import Path
+
+from dagster import ConfigurableResource
+
+from dagster_project.home import crawl_dir, lmpipe_home
+
+
+class Storage(ConfigurableResource):
+    """Artifacts under `home` (one directory per asset and partition); crawl files in `crawl_dir`.
+
+    Unset fields follow LMPIPE_HOME and LMPIPE_CRAWL_DIR at run time.
+    """
+
+    home: str | None = None
+    crawl_dir: str | None = None
+
+    @property
+    def home_path(self) -> Path:
+        return Path(self.home) if self.home else lmpipe_home()
+
+    @property
+    def crawl_path(self) -> Path:
+        return Path(self.crawl_dir) if self.crawl_dir else crawl_dir()
+
+    def artifact_dir(self, asset: str, partition: str | None = None) -> Path:
+        base = self.home_path / "artifacts" / asset
+        return base / partition.replace("/", "__") if partition else base
+
+    def crawl_file(self, partition: str) -> Path:
+        path = self.crawl_path / partition
+        if not path.is_file():
+            raise FileNotFoundError(
+                f"crawl file for partition {partition!r} not found at {path}; the partition was "
+                "registered from another crawl directory, or the file was removed"
+            )
+        return path

@@ -1,0 +1,64 @@
+"""The whole graph, materialized through Dagster's Python API on the embedded default."""
+
+import json
+
+import pyarrow.parquet as pq
+from dagster import AssetKey, DagsterInstance
+
+from dagster_project.demo import run_everything
+from dagster_project.definitions import defs
+from dagster_project.home import EMBEDDED_CRAWL
+from lmlib.artifacts import read_manifest
+
+PARTITIONS = sorted(p.name for p in EMBEDDED_CRAWL.glob("*.warc.gz"))
+
+
+def test_every_partition_of_web_documents_is_materialized_with_a_manifest(pipeline_home):
+    home, _ = pipeline_home
+    total = 0
+    for partition in PARTITIONS:
+        directory = home / "artifacts" / "web_documents" / partition
+        manifest = read_manifest(directory)
+        rows = pq.ParquetFile(directory / "documents.parquet").metadata.num_rows
+        assert manifest["counts"]["documents"] == rows > 500
+        assert set(manifest["files"]) == {"documents.parquet"}
+        total += rows
+    assert total > 2000
+    leftovers = [p.name for p in (home / "artifacts" / "web_documents").iterdir()
+                 if p.name.startswith(".")]
+    assert leftovers == []  # no temporary or half-written directories
+
+
+def test_materialization_metadata_is_recorded_for_each_partition(pipeline_home):
+    _, dagster_home = pipeline_home
+    with DagsterInstance.from_config(str(dagster_home)) as instance:
+        records = instance.fetch_materializations(AssetKey("web_documents"), limit=50).records
+    by_partition = {r.partition_key: r.asset_materialization.metadata for r in records}
+    assert set(PARTITIONS) <= set(by_partition)
+    for partition in PARTITIONS:
+        assert by_partition[partition]["documents"].value > 500
+        assert "not_html" in by_partition[partition]["skipped_by_reason"].value
+    assert by_partition[PARTITIONS[-1]]["truncated_file"].value is True
+    assert by_partition[PARTITIONS[0]]["truncated_file"].value is False
+
+
+def test_rematerializing_a_partition_gives_identical_content_hashes(pipeline_home):
+    home, dagster_home = pipeline_home
+    directory = home / "artifacts" / "web_documents" / PARTITIONS[0]
+    before = (directory / "manifest.json").read_text()
+    with DagsterInstance.from_config(str(dagster_home)) as instance:
+        run_everything(_only_web(defs), instance, log=lambda m: None, partitions=[PARTITIONS[0]])
+    after = (directory / "manifest.json").read_text()
+    assert json.loads(after)["files"] == json.loads(before)["files"]
+
+
+def _only_web(definitions):
+    """The same Definitions, restricted to the web group, so only extraction re-runs."""
+    from dagster import Definitions
+
+    web = [a for a in definitions.assets if getattr(a, "group_names_by_key", None)
+           and set(a.group_names_by_key.values()) == {"web"}]
+    specs = [a for a in definitions.assets if not hasattr(a, "group_names_by_key")]
+    checks = [c for c in definitions.asset_checks or []
+              if all(k.asset_key.to_user_string() == "web_documents" for k in c.check_keys)]
+    return Definitions(assets=[*specs, *web], asset_checks=checks, resources=definitions.resources)
