@@ -25,8 +25,10 @@ $(STAMP): pyproject.toml constraints.txt Makefile
 	rm -f $(VENV)/.installed-* && touch $@
 
 # Chromium for the UI test: Playwright's own where it can download, else Debian's package (as root).
-browser:
-	@if [ ! -x /usr/bin/chromium ] && [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+browser: setup
+	@if [ -x /usr/bin/chromium ]; then exit 0; fi; \
+	if timeout 120 $(PY) -m playwright install chromium >/dev/null 2>&1; then exit 0; fi; \
+	if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
 	  echo "installing Debian's chromium for the UI test"; \
 	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null) \
 	    || echo "could not install chromium; the UI test will say why it skips"; \

@@ -16,7 +16,6 @@ from dagster import AssetKey, DagsterInstance, materialize
 from dagster_project.home import crawl_dir, ensure_dagster_home, lmpipe_home
 from dagster_project.partitions import crawl_partitions, discover_crawl_files
 
-
 QUIET_LOGS = {"loggers": {"console": {"config": {"log_level": "INFO"}}}}
 
 

@@ -53,8 +53,8 @@ def pipeline_home(tmp_path_factory):
     try:
         from dagster import DagsterInstance
 
-        from dagster_project.demo import run_everything
         from dagster_project.definitions import defs
+        from dagster_project.demo import run_everything
         from dagster_project.home import ensure_dagster_home
 
         ensure_dagster_home()

@@ -5,8 +5,8 @@ import json
 import pyarrow.parquet as pq
 from dagster import AssetKey, DagsterInstance
 
-from dagster_project.demo import run_everything
 from dagster_project.definitions import defs
+from dagster_project.demo import run_everything
 from dagster_project.home import EMBEDDED_CRAWL
 from lmlib.artifacts import read_manifest
 
