@@ -5,10 +5,30 @@ from __future__ import annotations
 import datetime
 import os
 import platform
+import subprocess
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-SHARED = REPO_ROOT.parent / "shared"
+
+
+def find_shared_dir() -> Path:
+    """The `shared/` folder of real data: $LMPIPE_SHARED_DIR, else beside this checkout, else
+    beside the checkout this one was cloned from (CI tests a fresh clone made elsewhere)."""
+    candidates = [os.environ.get("LMPIPE_SHARED_DIR"), REPO_ROOT.parent / "shared"]
+    try:
+        origin = subprocess.run(["git", "-C", str(REPO_ROOT), "remote", "get-url", "origin"],
+                                capture_output=True, text=True, timeout=5).stdout.strip()
+        if origin and Path(origin).is_dir():
+            candidates.append(Path(origin).resolve().parent / "shared")
+    except (OSError, subprocess.SubprocessError):
+        pass
+    for candidate in candidates:
+        if candidate and Path(candidate).is_dir():
+            return Path(candidate)
+    return REPO_ROOT.parent / "shared"
+
+
+SHARED = find_shared_dir()
 
 
 def shared_file(relative: str) -> Path:

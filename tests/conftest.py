@@ -19,15 +19,14 @@ if not _has_cuda:
     os.environ.setdefault("TRITON_INTERPRET", "1")
 os.environ.setdefault("WANDB_MODE", "disabled")
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
-SHARED = REPO_ROOT.parent / "shared"
+from benchmarks.common import REPO_ROOT, SHARED  # noqa: E402, F401  (one place that finds ../shared)
 
 
 def shared_path(relative: str) -> Path:
     """Path to a file in ../shared; skips the calling test with a clear reason when absent."""
     path = SHARED / relative
     if not path.exists():
-        pytest.skip(f"real-data test: ../shared/{relative} not present")
+        pytest.skip(f"real-data test: ../shared/{relative} not present (set LMPIPE_SHARED_DIR)")
     return path
 
 
