@@ -1,0 +1,136 @@
+"""Pre-tokenization shared by training and encoding: the GPT-2 regex and special-token splitting.
+
+Notable:
+- Special tokens split the text first and match longest first, so overlapping special tokens
+  (``<|endoftext|>`` and ``<|endoftext|><|endoftext|>``) resolve to the longer one.
+- Training reads a file as byte ranges whose boundaries fall on special tokens, or, when a
+  stretch has none, on a ``\\n`` between two printable ASCII bytes: a pre-token boundary in the
+  GPT-2 pattern on both sides, so chunking never changes the pre-token counts.
+- Chunks are counted in worker processes (``spawn``), each reading its own byte range, so the
+  parent never holds more than the pre-token counts: memory stays bounded on files of many GB.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+
+import regex
+
+GPT2_PATTERN = r"""'(?:[sdmt]|ll|ve|re)| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+"""
+PRETOKEN_REGEX = regex.compile(GPT2_PATTERN)
+
+DEFAULT_CHUNK_BYTES = 8 << 20
+# how far to look past a desired boundary for a special token or a safe newline
+_BOUNDARY_SEARCH_BYTES = 1 << 20
+_PRINTABLE_ASCII = frozenset(range(0x21, 0x7F))
+
+
+def special_token_regex(special_tokens: list[str] | tuple[str, ...]) -> regex.Pattern | None:
+    """Alternation of the special tokens, longest first, so the longest one wins on overlap."""
+    if not special_tokens:
+        return None
+    ordered = sorted(set(special_tokens), key=lambda token: (-len(token), token))
+    return regex.compile("|".join(regex.escape(token) for token in ordered))
+
+
+def split_on_special_tokens(text: str, special_regex: regex.Pattern | None) -> list[str]:
+    """The pieces of text between special tokens (the special tokens themselves dropped)."""
+    if special_regex is None:
+        return [text]
+    return special_regex.split(text)
+
+
+def count_pretokens(text: str, special_regex: regex.Pattern | None) -> Counter[str]:
+    """Pre-token frequencies of text; special tokens are removed and never counted."""
+    counts: Counter[str] = Counter()
+    findall = PRETOKEN_REGEX.findall
+    for piece in split_on_special_tokens(text, special_regex):
+        if piece:
+            counts.update(findall(piece))
+    return counts
+
+
+def _find_boundary(handle, position: int, file_size: int, specials: list[bytes]) -> int:
+    """First safe chunk boundary at or after position: the start of a special token, or just
+    after a newline between two printable ASCII bytes; file_size when there is none."""
+    overlap = max([2, *map(len, specials)])
+    while 0 < position < file_size:
+        handle.seek(position)
+        window = handle.read(_BOUNDARY_SEARCH_BYTES + overlap)
+        candidates = [index for index in (window.find(token) for token in specials) if index >= 0]
+        newline = 0
+        while True:
+            newline = window.find(b"\n", newline + 1)
+            if newline < 0 or newline + 1 >= len(window):
+                break
+            if window[newline - 1] in _PRINTABLE_ASCII and window[newline + 1] in _PRINTABLE_ASCII:
+                candidates.append(newline + 1)
+                break
+        if candidates:
+            return position + min(candidates)
+        position += _BOUNDARY_SEARCH_BYTES
+    return min(max(position, 0), file_size)
+
+
+def chunk_boundaries(
+    path: Path, special_tokens: list[str], chunk_bytes: int = DEFAULT_CHUNK_BYTES
+) -> list[int]:
+    """Byte offsets [0, ..., size] cutting the file into chunks of about chunk_bytes that
+    pre-tokenize independently (see the module docstring for why the cuts are safe)."""
+    if chunk_bytes <= 0:
+        raise ValueError(f"chunk_bytes must be positive, got {chunk_bytes}")
+    file_size = path.stat().st_size
+    specials = [token.encode("utf-8") for token in special_tokens]
+    boundaries = [0]
+    with path.open("rb") as handle:
+        while boundaries[-1] < file_size:
+            boundary = _find_boundary(handle, boundaries[-1] + chunk_bytes, file_size, specials)
+            boundaries.append(max(boundary, boundaries[-1] + 1))
+    return boundaries
+
+
+def _count_chunk(task: tuple[str, int, int, list[str]]) -> Counter[str]:
+    path, start, end, special_tokens = task
+    with open(path, "rb") as handle:
+        handle.seek(start)
+        data = handle.read(end - start)
+    text = data.decode("utf-8", errors="replace")
+    return count_pretokens(text, special_token_regex(special_tokens))
+
+
+def iter_chunk_counts(
+    path: Path, special_tokens: list[str], workers: int, chunk_bytes: int = DEFAULT_CHUNK_BYTES
+) -> Iterator[Counter[str]]:
+    """Pre-token counts of each chunk of the file, computed by `workers` processes."""
+    boundaries = chunk_boundaries(path, special_tokens, chunk_bytes)
+    tasks = [
+        (str(path), start, end, list(special_tokens))
+        for start, end in zip(boundaries[:-1], boundaries[1:])
+        if end > start
+    ]
+    workers = max(1, min(workers, len(tasks)))
+    if workers == 1:
+        yield from map(_count_chunk, tasks)
+        return
+    context = multiprocessing.get_context("spawn")
+    with context.Pool(workers) as pool:
+        yield from pool.imap_unordered(_count_chunk, tasks)
+
+
+def count_file_pretokens(
+    path: Path, special_tokens: list[str], workers: int | None = None,
+    chunk_bytes: int = DEFAULT_CHUNK_BYTES,
+) -> Counter[str]:
+    """Pre-token frequencies of a whole UTF-8 file, in parallel over safe chunks."""
+    workers = workers or os.cpu_count() or 1
+    total: Counter[str] = Counter()
+    for counts in iter_chunk_counts(path, special_tokens, workers, chunk_bytes):
+        if total:
+            total.update(counts)
+        else:
+            total = counts
+    return total
