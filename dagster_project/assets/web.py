@@ -13,7 +13,8 @@ from dagster import (
 from dagster_project.metadata import counts_table, markdown_table, numbers
 from dagster_project.partitions import crawl_partitions
 from dagster_project.resources import Storage
-from lmlib.artifacts import atomic_directory, sha256_file, write_manifest
+from dagster_project.stage import run_stage
+from lmlib.artifacts import sha256_file
 from lmlib.web.documents import ExtractConfig, extract_documents
 
 crawl_files = AssetSpec(
@@ -45,11 +46,12 @@ def web_documents(
 ) -> MaterializeResult:
     crawl_file = storage.crawl_file(context.partition_key)
     extract_config = ExtractConfig(**config.model_dump())
-    with atomic_directory(storage.artifact_dir("web_documents", context.partition_key)) as out:
-        stats = extract_documents(crawl_file, out, extract_config, log=context.log.info)
-        write_manifest(out, stage="web_documents", config=extract_config,
-                       counts={k: stats[k] for k in ("records", "documents", "records_skipped")},
-                       inputs={"crawl_file": crawl_file.name, "sha256": sha256_file(crawl_file)})
+    stats = run_stage(
+        storage.artifact_dir("web_documents", context.partition_key), "web_documents",
+        lambda out: extract_documents(crawl_file, out, extract_config, log=context.log.info),
+        config=extract_config, count_keys=("records", "documents", "records_skipped"),
+        inputs={"crawl_file": crawl_file.name, "sha256": sha256_file(crawl_file)},
+    )
     context.log.info(f"{crawl_file.name}: {stats['documents']} documents, skipped {stats['skipped']}")
     return MaterializeResult(metadata={
         **numbers(stats, ["records", "documents", "records_skipped", "compressed_bytes_in",
