@@ -26,3 +26,25 @@ def web_documents_nonempty_with_schema(
         metadata={"rows": rows, "schema_matches": schema_ok},
         description=None if schema_ok else f"schema differs: {schema}",
     )
+
+
+def _filter_manifest(storage: Storage, partition: str) -> dict:
+    return read_manifest(storage.artifact_dir("filtered_documents", partition))["counts"]
+
+
+@asset_check(asset="filtered_documents", blocking=True, partitions_def=crawl_partitions,
+             description="Every input document is either kept or removed by exactly one filter.")
+def filter_funnel_adds_up(context: AssetCheckExecutionContext, storage: Storage) -> AssetCheckResult:
+    counts = _filter_manifest(storage, context.partition_key)
+    removed = sum(counts["removed"].values())
+    return AssetCheckResult(
+        passed=removed + counts["kept"] == counts["documents_in"],
+        metadata={"documents_in": counts["documents_in"], "removed": removed, "kept": counts["kept"]},
+    )
+
+
+@asset_check(asset="filtered_documents", blocking=True, partitions_def=crawl_partitions,
+             description="Some documents survive filtering (thresholds are not rejecting everything).")
+def filter_keeps_something(context: AssetCheckExecutionContext, storage: Storage) -> AssetCheckResult:
+    counts = _filter_manifest(storage, context.partition_key)
+    return AssetCheckResult(passed=counts["kept"] > 0, metadata={"kept": counts["kept"]})

@@ -1,15 +1,15 @@
 """The one Definitions object of the code location."""
 
-from dagster import Definitions
+from dagster import Definitions, load_asset_checks_from_modules, load_assets_from_modules
 
-from dagster_project.assets.web import crawl_files, web_documents
+from dagster_project import checks
+from dagster_project.assets import filters, web
 from dagster_project.automation import crawl_file_sensor
-from dagster_project.checks import web_documents_nonempty_with_schema
 from dagster_project.resources import Storage
 
 defs = Definitions(
-    assets=[crawl_files, web_documents],
-    asset_checks=[web_documents_nonempty_with_schema],
+    assets=[web.crawl_files, *load_assets_from_modules([web, filters])],
+    asset_checks=load_asset_checks_from_modules([checks]),
     sensors=[crawl_file_sensor],
     resources={"storage": Storage()},
 )

@@ -20,15 +20,14 @@
 
 from __future__ import annotations
 
-import contextlib
-import ctypes
-import ctypes.util
 import hashlib
-import multiprocessing
+import json
 import os
+import subprocess
+import sys
 import tempfile
 import urllib.request
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -94,32 +93,6 @@ def label_probability(model: Any, text: str, label: str) -> float:
     return 0.0
 
 
-_M_MMAP_THRESHOLD = -3  # glibc mallopt parameter
-_GLIBC_DEFAULT_MMAP_THRESHOLD = 128 * 1024
-
-
-@contextlib.contextmanager
-def _zero_filled_large_allocations() -> Iterator[None]:
-    """Make allocations of 16 KiB and more fresh mmap pages (zero-filled) on glibc; else no-op.
-
-    fastText 0.9.2 initializes only a tenth of its input matrix when thread < 10 and trusts the
-    rest to be zero; recycled heap memory makes training non-deterministic or NaN. A fixed
-    threshold also switches off glibc's dynamic threshold, which would otherwise send large
-    allocations back to the heap after the first mmapped block is freed. (A threshold as low as
-    64 bytes exhausts glibc's cap of 65,536 mmapped regions in a long-running process.)"""
-    libc_name = ctypes.util.find_library("c")
-    libc = ctypes.CDLL(libc_name) if libc_name else None
-    mallopt = getattr(libc, "mallopt", None)
-    if mallopt is None:
-        yield
-        return
-    mallopt(_M_MMAP_THRESHOLD, 16 * 1024)
-    try:
-        yield
-    finally:
-        mallopt(_M_MMAP_THRESHOLD, _GLIBC_DEFAULT_MMAP_THRESHOLD)
-
-
 def train_fasttext_classifier(
     examples: Iterable[tuple[str, str]], out_path: str | Path, **fasttext_params: Any
 ) -> Any:
@@ -140,33 +113,19 @@ def train_fasttext_classifier(
                     lines += 1
         if lines == 0:
             raise ValueError("no non-empty training texts given to the fastText classifier")
-        # A fresh process starts from a clean heap, so the uninitialized part of fastText's
-        # input matrix is zero there (see _zero_filled_large_allocations); in a long-running
-        # process recycled memory makes training NaN or non-deterministic.
-        context = multiprocessing.get_context("spawn")
-        with context.Pool(1) as pool:
-            error = pool.apply(_train_in_fresh_process, (str(train_file), str(out_path), params))
-        if error is not None:
-            raise RuntimeError(f"fastText training failed with {params}: {error}")
+        # A fresh interpreter: see lmlib/web/fasttext_train_worker.py for why.
+        result = subprocess.run(
+            [sys.executable, str(Path(__file__).with_name("fasttext_train_worker.py")),
+             str(train_file), str(out_path), json.dumps(params)],
+            capture_output=True, text=True,
+        )
+        if result.returncode != 0:
+            raise RuntimeError(f"fastText training failed with {params}: {result.stderr.strip()}")
     model = fasttext.load_model(str(out_path))
     _LOADED_MODELS.pop(str(out_path.resolve()), None)  # a retrained file must be reloaded
     return model
 
 
-def _train_in_fresh_process(train_file: str, out_path: str, params: dict) -> str | None:
-    """Runs in a spawned worker: train and save; returns an error message or None."""
-    import fasttext
-
-    for attempt in range(3):
-        try:
-            with _zero_filled_large_allocations():
-                model = fasttext.train_supervised(input=train_file, **params)
-            model.save_model(out_path)
-            return None
-        except RuntimeError as error:
-            if "NaN" not in str(error) or attempt == 2:
-                return f"{error} (a bucket of at least 5000 or a lower lr avoids NaN)"
-    return None
 def sha256_of_file(path: str | Path) -> str:
     digest = hashlib.sha256()
     with open(path, "rb") as handle:

@@ -139,3 +139,57 @@ def classify_quality(text: str, model_path: str | Path | None = None) -> tuple[s
             "train_quality_classifier"
         )
     return QualityClassifier(path).predict(text)
+
+
+def read_reference_texts(path: str | Path) -> list[str]:
+    """Texts of a JSONL(.gz) reference set with a "text" field per line (title prepended if any)."""
+    import gzip
+    import json
+
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"quality reference set not found: {path}")
+    opener = gzip.open if path.suffix == ".gz" else open
+    texts = []
+    with opener(path, "rt", encoding="utf-8") as handle:
+        for number, line in enumerate(handle, 1):
+            if not line.strip():
+                continue
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError as error:
+                raise ValueError(f"{path}:{number} is not JSON: {error}") from error
+            if not isinstance(record, dict) or not isinstance(record.get("text"), str):
+                raise ValueError(f'{path}:{number} needs a "text" string field')
+            texts.append(record["text"])
+    return texts
+
+
+def build_quality_classifier(
+    reference_path: str | Path,
+    document_parquets: list[Path],
+    output_dir: Path,
+    *,
+    negative_sample: int = 1000,
+    seed: int = 0,
+    held_out_fraction: float = 0.2,
+    **fasttext_params: Any,
+) -> dict[str, Any]:
+    """The `quality_classifier` stage: reference set as positives, a seeded sample of crawled
+    documents as negatives; writes output_dir/quality.bin and returns the training stats.
+
+    The negatives are drawn from the very documents the filter then scores, so a model that
+    memorizes them scores every crawled page near 0. Few epochs and unigrams (the asset's
+    defaults) give graded probabilities instead: good crawled prose lands well above spam."""
+    import pyarrow.parquet as pq
+
+    positives = read_reference_texts(reference_path)
+    crawled = [text for path in sorted(document_parquets)
+               for text in pq.read_table(path, columns=["text"]).column("text").to_pylist()]
+    negatives = random.Random(seed).sample(crawled, min(negative_sample, len(crawled)))
+    stats = train_quality_classifier(positives, negatives, Path(output_dir) / "quality.bin",
+                                     held_out_fraction=held_out_fraction, seed=seed,
+                                     **fasttext_params)
+    stats["model_path"] = "quality.bin"
+    stats["reference_path"] = str(reference_path)
+    return stats

@@ -13,6 +13,9 @@ What the crawl holds, so that every later stage has something to do:
 - request records, 404 and redirect responses, images, PDF, CSS and JSON payloads;
 - pages that declare UTF-8 but are encoded in windows-1252;
 - a last file whose final record is cut off mid-gzip-member, as an interrupted download is.
+
+The reference set (quality_reference.jsonl.gz) holds long articles of the same sites as they come
+out of extraction: the quality classifier's positives.
 """
 
 from __future__ import annotations
@@ -352,13 +355,19 @@ class SampleCrawl:
         return files, originals
 
     def reference_documents(self) -> list[dict]:
-        """Long, clean, encyclopedic articles: the positives of the quality classifier."""
+        """The positives of the quality classifier: long, clean articles as they come out of
+        extraction from good pages (site navigation included, as with pages linked from
+        Wikipedia), so that the classifier learns content, not page chrome."""
+        from lmlib.web.extract import extract_text_from_html_bytes
+
         documents = []
         for index in range(REFERENCE_DOCUMENTS):
             topic = sorted(TOPICS)[index % len(TOPICS)]
             title = self.prose.title(topic)
             sections = [self.prose.paragraph(topic, (5, 9)) for _ in range(self.rng.randint(4, 8))]
-            documents.append({"title": title, "text": f"{title}\n\n" + "\n\n".join(sections)})
+            html = _html(self.rng.choice(SITES), title, sections, self.rng,
+                         self.rng.randint(2015, 2025))
+            documents.append({"title": title, "text": extract_text_from_html_bytes(html.encode())})
         return documents
 
 
