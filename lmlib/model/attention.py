@@ -1,0 +1,177 @@
+"""Causal multi-head self-attention with RoPE, an optional KV cache and pluggable kernels.
+
+Notable:
+- `softmax` and `scaled_dot_product_attention` are written on plain tensors; the scores go
+  through float32 (or float64) so bf16 activations do not lose the softmax's precision;
+- the mask is boolean with True meaning "may attend";
+- `attention_backend` picks the kernel: "torch" (ours, materializes the scores), "flash_torch"
+  or "flash_triton" (FlashAttention from `lmlib.kernels`, imported lazily so this module needs
+  torch alone), or "auto" (flash_triton on CUDA when the kernels import, else torch). Decoding
+  with a KV cache always uses ours, since its queries and keys differ in length.
+"""
+
+import math
+
+import torch
+from torch import nn
+
+from lmlib.model.layers import Linear, RMSNorm, RotaryPositionalEmbedding
+
+ATTENTION_BACKENDS = ("auto", "torch", "flash_torch", "flash_triton")
+
+
+def softmax(x: torch.Tensor, dim: int) -> torch.Tensor:
+    """exp(x - max) / sum: subtracting the max keeps exp from overflowing."""
+    shifted = x - x.amax(dim=dim, keepdim=True)
+    exponentials = torch.exp(shifted)
+    return exponentials / exponentials.sum(dim=dim, keepdim=True)
+
+
+def scaled_dot_product_attention(
+    Q: torch.Tensor, K: torch.Tensor, V: torch.Tensor, mask: torch.Tensor | None = None
+) -> torch.Tensor:
+    """softmax(Q K^T / sqrt(d_k)) V over any leading batch dimensions.
+
+    Q: (..., queries, d_k), K: (..., keys, d_k), V: (..., keys, d_v), mask: (..., queries, keys)
+    with True where a query may attend to a key.
+    """
+    scores = (Q @ K.transpose(-2, -1)) * (1.0 / math.sqrt(Q.shape[-1]))
+    scores = scores.to(torch.promote_types(scores.dtype, torch.float32))
+    if mask is not None:
+        scores = scores.masked_fill(~mask, float("-inf"))
+    probabilities = softmax(scores, dim=-1)
+    return probabilities.to(V.dtype) @ V
+
+
+_flash_attention = None
+
+
+def _load_flash_attention():
+    """lmlib.kernels.flash_attention, imported on first use (it needs triton)."""
+    global _flash_attention
+    if _flash_attention is None:
+        from lmlib.kernels import flash_attention
+
+        _flash_attention = flash_attention
+    return _flash_attention
+
+
+def resolve_attention_backend(backend: str, device: torch.device) -> str:
+    """The concrete backend for "auto": flash_triton on CUDA if lmlib.kernels imports, else torch."""
+    if backend not in ATTENTION_BACKENDS:
+        raise ValueError(f"attention_backend must be one of {ATTENTION_BACKENDS}, got {backend!r}")
+    if backend != "auto":
+        return backend
+    if device.type != "cuda":
+        return "torch"
+    try:
+        _load_flash_attention()
+    except ImportError:
+        return "torch"
+    return "flash_triton"
+
+
+class KVCache:
+    """Keys and values of every layer for incremental decoding, preallocated to max_seq_len.
+
+    Layers write their new keys/values at positions [length, length + t); the model calls
+    `advance(t)` once all layers are done.
+    """
+
+    def __init__(self, num_layers, batch_size, num_heads, max_seq_len, head_dim, device, dtype):
+        shape = (num_layers, batch_size, num_heads, max_seq_len, head_dim)
+        self.keys = torch.zeros(shape, device=device, dtype=dtype)
+        self.values = torch.zeros(shape, device=device, dtype=dtype)
+        self.max_seq_len = max_seq_len
+        self.length = 0
+
+    def update(self, layer: int, k: torch.Tensor, v: torch.Tensor):
+        """Stores (batch, heads, t, head_dim) keys/values; returns all keys/values so far."""
+        end = self.length + k.shape[-2]
+        if end > self.max_seq_len:
+            raise ValueError(f"KV cache holds {self.max_seq_len} positions, asked for {end}")
+        self.keys[layer, :, :, self.length : end] = k
+        self.values[layer, :, :, self.length : end] = v
+        return self.keys[layer, :, :, :end], self.values[layer, :, :, :end]
+
+    def advance(self, t: int) -> None:
+        self.length += t
+
+    def reset(self) -> None:
+        self.length = 0
+
+
+class MultiHeadSelfAttention(nn.Module):
+    """Causal self-attention; RoPE on q and k when `theta` is given; optional QK-norm."""
+
+    def __init__(
+        self,
+        d_model: int,
+        num_heads: int,
+        max_seq_len: int | None = None,
+        theta: float | None = None,
+        qk_norm: bool = False,
+        attention_backend: str = "auto",
+        device=None,
+        dtype=None,
+    ):
+        super().__init__()
+        if d_model % num_heads:
+            raise ValueError(f"d_model={d_model} is not divisible by num_heads={num_heads}")
+        if attention_backend not in ATTENTION_BACKENDS:
+            raise ValueError(
+                f"attention_backend must be one of {ATTENTION_BACKENDS}, got {attention_backend!r}"
+            )
+        self.num_heads = num_heads
+        self.head_dim = d_model // num_heads
+        self.attention_backend = attention_backend
+        self.q_proj = Linear(d_model, d_model, device=device, dtype=dtype)
+        self.k_proj = Linear(d_model, d_model, device=device, dtype=dtype)
+        self.v_proj = Linear(d_model, d_model, device=device, dtype=dtype)
+        self.output_proj = Linear(d_model, d_model, device=device, dtype=dtype)
+        self.rope = None
+        if theta is not None:
+            if max_seq_len is None:
+                raise ValueError("RoPE needs max_seq_len")
+            self.rope = RotaryPositionalEmbedding(theta, self.head_dim, max_seq_len, device=device)
+        if qk_norm:
+            self.q_norm = RMSNorm(self.head_dim, device=device, dtype=dtype)
+            self.k_norm = RMSNorm(self.head_dim, device=device, dtype=dtype)
+        self.qk_norm = qk_norm
+
+    def forward(
+        self,
+        x: torch.Tensor,
+        token_positions: torch.Tensor | None = None,
+        kv_cache: KVCache | None = None,
+        layer_index: int = 0,
+    ) -> torch.Tensor:
+        """x: (..., seq, d_model) -> (..., seq, d_model)."""
+        seq_len = x.shape[-2]
+        offset = kv_cache.length if kv_cache is not None else 0
+        # (..., seq, d_model) -> (..., heads, seq, head_dim)
+        q, k, v = (
+            proj(x).unflatten(-1, (self.num_heads, self.head_dim)).transpose(-3, -2)
+            for proj in (self.q_proj, self.k_proj, self.v_proj)
+        )
+        if self.qk_norm:
+            q, k = self.q_norm(q), self.k_norm(k)
+        if self.rope is not None:
+            if token_positions is None:
+                token_positions = torch.arange(offset, offset + seq_len, device=x.device)
+            token_positions = token_positions.unsqueeze(-2)  # broadcast over heads
+            q, k = self.rope(q, token_positions), self.rope(k, token_positions)
+        if kv_cache is not None:
+            k, v = kv_cache.update(layer_index, k, v)
+        out = self._attend(q, k, v, offset)
+        return self.output_proj(out.transpose(-3, -2).flatten(-2))
+
+    def _attend(self, q, k, v, offset: int) -> torch.Tensor:
+        backend = resolve_attention_backend(self.attention_backend, q.device)
+        if backend != "torch" and q.shape[-2] == k.shape[-2] and q.dim() == 4:
+            flash_attention = _load_flash_attention()
+            implementation = "torch" if backend == "flash_torch" else "triton"
+            return flash_attention(q, k, v, is_causal=True, implementation=implementation)
+        # query i sits at absolute position offset + i and sees keys 0 .. offset + i
+        mask = torch.ones(q.shape[-2], k.shape[-2], dtype=torch.bool, device=q.device).tril(offset)
+        return scaled_dot_product_attention(q, k, v, mask)

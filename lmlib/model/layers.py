@@ -1,0 +1,138 @@
+"""The Transformer's building blocks, written on plain tensors.
+
+Notable:
+- no biases anywhere; weights use truncated-normal init clipped at three standard deviations;
+- RMSNorm computes in float32 and casts back, so bf16 activations stay stable;
+- RoPE rotates *adjacent* pairs (x0, x1), (x2, x3), ... (the CS336 convention, not the
+  half-split one of GPT-NeoX), and its cos/sin tables are non-persistent buffers, so they never
+  enter a checkpoint.
+"""
+
+import math
+
+import torch
+from torch import nn
+
+
+def silu(x: torch.Tensor) -> torch.Tensor:
+    """SiLU (swish): x * sigmoid(x)."""
+    return x * torch.sigmoid(x)
+
+
+def default_d_ff(d_model: int, multiple_of: int = 64) -> int:
+    """About 8/3 * d_model rounded up to a multiple of 64: SwiGLU's three matrices then hold
+    about as many parameters as a 4x two-matrix feed-forward."""
+    return multiple_of * math.ceil(8 * d_model / 3 / multiple_of)
+
+
+class Linear(nn.Module):
+    """y = x W^T with W of shape (out_features, in_features); no bias."""
+
+    def __init__(self, in_features: int, out_features: int, device=None, dtype=None):
+        super().__init__()
+        self.in_features = in_features
+        self.out_features = out_features
+        self.weight = nn.Parameter(torch.empty(out_features, in_features, device=device, dtype=dtype))
+        std = math.sqrt(2.0 / (in_features + out_features))
+        nn.init.trunc_normal_(self.weight, mean=0.0, std=std, a=-3 * std, b=3 * std)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x @ self.weight.t()
+
+    def extra_repr(self) -> str:
+        return f"in_features={self.in_features}, out_features={self.out_features}"
+
+
+class Embedding(nn.Module):
+    """Lookup table of shape (num_embeddings, embedding_dim), N(0, 1) clipped at +-3."""
+
+    def __init__(self, num_embeddings: int, embedding_dim: int, device=None, dtype=None):
+        super().__init__()
+        self.num_embeddings = num_embeddings
+        self.embedding_dim = embedding_dim
+        self.weight = nn.Parameter(
+            torch.empty(num_embeddings, embedding_dim, device=device, dtype=dtype)
+        )
+        nn.init.trunc_normal_(self.weight, mean=0.0, std=1.0, a=-3.0, b=3.0)
+
+    def forward(self, token_ids: torch.Tensor) -> torch.Tensor:
+        return self.weight[token_ids]
+
+    def extra_repr(self) -> str:
+        return f"num_embeddings={self.num_embeddings}, embedding_dim={self.embedding_dim}"
+
+
+class RMSNorm(nn.Module):
+    """x / rms(x) * weight, computed in float32 and returned in the input's dtype."""
+
+    def __init__(self, d_model: int, eps: float = 1e-5, device=None, dtype=None):
+        super().__init__()
+        self.eps = eps
+        self.weight = nn.Parameter(torch.ones(d_model, device=device, dtype=dtype))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        in_dtype = x.dtype
+        x = x.float()
+        rms_inverse = torch.rsqrt(x.pow(2).mean(dim=-1, keepdim=True) + self.eps)
+        return (x * rms_inverse * self.weight.float()).to(in_dtype)
+
+
+class NoNorm(nn.Module):
+    """Stands in for RMSNorm in the "no norm" ablation; holds no parameters."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x
+
+
+class SwiGLU(nn.Module):
+    """w2(silu(w1 x) * w3 x): the gated feed-forward of LLaMA."""
+
+    def __init__(self, d_model: int, d_ff: int | None = None, device=None, dtype=None):
+        super().__init__()
+        d_ff = d_ff or default_d_ff(d_model)
+        self.w1 = Linear(d_model, d_ff, device=device, dtype=dtype)
+        self.w2 = Linear(d_ff, d_model, device=device, dtype=dtype)
+        self.w3 = Linear(d_model, d_ff, device=device, dtype=dtype)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.w2(silu(self.w1(x)) * self.w3(x))
+
+
+class SiLUFeedForward(nn.Module):
+    """w2(silu(w1 x)): the ungated ablation of SwiGLU (use d_ff = 4 d_model to match its size)."""
+
+    def __init__(self, d_model: int, d_ff: int, device=None, dtype=None):
+        super().__init__()
+        self.w1 = Linear(d_model, d_ff, device=device, dtype=dtype)
+        self.w2 = Linear(d_ff, d_model, device=device, dtype=dtype)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.w2(silu(self.w1(x)))
+
+
+class RotaryPositionalEmbedding(nn.Module):
+    """Rotates each adjacent pair (x_2i, x_2i+1) by angle position * theta^(-2i/d_k)."""
+
+    def __init__(self, theta: float, d_k: int, max_seq_len: int, device=None):
+        super().__init__()
+        if d_k % 2:
+            raise ValueError(f"RoPE needs an even head dimension, got d_k={d_k}")
+        self.d_k = d_k
+        self.max_seq_len = max_seq_len
+        inverse_frequency = theta ** (-torch.arange(0, d_k, 2, dtype=torch.float64, device=device) / d_k)
+        positions = torch.arange(max_seq_len, dtype=torch.float64, device=device)
+        angles = torch.outer(positions, inverse_frequency).repeat_interleave(2, dim=-1)
+        # (max_seq_len, d_k): each pair's angle twice; the sine carries the rotation's signs
+        signs = torch.tensor([-1.0, 1.0], dtype=torch.float64, device=device).repeat(d_k // 2)
+        self.register_buffer("cos", angles.cos().float(), persistent=False)
+        self.register_buffer("sin", (angles.sin() * signs).float(), persistent=False)
+
+    def forward(self, x: torch.Tensor, token_positions: torch.Tensor) -> torch.Tensor:
+        """x: (..., seq, d_k); token_positions: (..., seq), broadcastable to x's leading dims."""
+        cos = self.cos[token_positions]  # (..., seq, d_k)
+        sin = self.sin[token_positions]
+        x_float = x.float()
+        # (x0, x1, x2, x3, ...) -> (x1, x0, x3, x2, ...), so that
+        # out_2i = x_2i cos - x_2i+1 sin and out_2i+1 = x_2i+1 cos + x_2i sin
+        swapped = x_float.unflatten(-1, (-1, 2)).flip(-1).flatten(-2)
+        return (x_float * cos + swapped * sin).to(x.dtype)

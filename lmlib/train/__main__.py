@@ -1,0 +1,51 @@
+"""python -m lmlib.train --config tiny --data-dir SHARDS --run-dir RUN [--set key=value ...]
+
+Runs `lmlib.train.train` and prints its stats as JSON. Exit status 143 after SIGTERM (a
+checkpoint was written; run the same command again to resume).
+"""
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from lmlib.train.config import PRESETS, load_config
+from lmlib.train.trainer import TrainingInterrupted, train
+
+
+def _parse_override(text: str) -> tuple[str, object]:
+    if "=" not in text:
+        raise argparse.ArgumentTypeError(f"--set expects key=value, got {text!r}")
+    key, raw = text.split("=", 1)
+    try:
+        value = json.loads(raw)  # numbers, booleans, null, lists
+    except json.JSONDecodeError:
+        value = raw  # a bare string
+    return key, value
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m lmlib.train", description=__doc__.split("\n")[0])
+    parser.add_argument("--config", default="tiny",
+                        help=f"a preset ({', '.join(sorted(PRESETS))}) or a JSON file")
+    parser.add_argument("--data-dir", type=Path, required=True, help="token-shard directory")
+    parser.add_argument("--run-dir", type=Path, required=True, help="output; resumes if present")
+    parser.add_argument("--tokenizer-dir", type=Path, help="vocab.json + merges.txt for samples")
+    parser.add_argument("--set", dest="overrides", action="append", type=_parse_override,
+                        default=[], metavar="KEY=VALUE", help="override a field, e.g. max_steps=50")
+    args = parser.parse_args(argv)
+    try:
+        config = load_config(args.config).with_overrides(dict(args.overrides))
+    except ValueError as error:
+        parser.error(str(error))
+    try:
+        stats = train(config, args.data_dir, args.run_dir, tokenizer_dir=args.tokenizer_dir)
+    except TrainingInterrupted as interrupted:
+        print(str(interrupted), file=sys.stderr)
+        return 143
+    print(json.dumps(stats, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
