@@ -36,3 +36,21 @@ class Storage(ConfigurableResource):
                 "registered from another crawl directory, or the file was removed"
             )
         return path
+
+
+class DedupSettings(ConfigurableResource):
+    """MinHash-LSH settings shared by the three dedup assets, so signatures, clusters and the
+    deduplicated documents always agree. Mirrors lmlib.dedup.MinHashConfig."""
+
+    num_hashes: int = 128
+    num_bands: int = 16
+    ngrams: int = 5
+    jaccard_threshold: float = 0.8
+    seed: int = 0
+    workers: int = 1
+    line_dedup: str = "none"  # "none", "line" or "paragraph": exact repeated-unit removal
+
+    def to_config(self):
+        from lmlib.dedup import MinHashConfig
+
+        return MinHashConfig(**self.model_dump())
