@@ -3,7 +3,7 @@
 import json
 
 import pyarrow.parquet as pq
-from dagster import AssetKey, DagsterInstance
+from dagster import AssetCheckKey, AssetKey, DagsterInstance
 
 from dagster_project.definitions import defs
 from dagster_project.demo import run_everything
@@ -62,3 +62,47 @@ def _only_web(definitions):
     checks = [c for c in definitions.asset_checks or []
               if all(k.asset_key.to_user_string() == "web_documents" for k in c.check_keys)]
     return Definitions(assets=[*specs, *web], asset_checks=checks, resources=definitions.resources)
+
+
+def _counts(home, asset, partition=None):
+    directory = home / "artifacts" / asset
+    return read_manifest(directory / partition if partition else directory)["counts"]
+
+
+def test_filter_funnel_adds_up_and_keeps_prose(pipeline_home):
+    home, _ = pipeline_home
+    for partition in PARTITIONS:
+        counts = _counts(home, "filtered_documents", partition)
+        assert sum(counts["removed"].values()) + counts["kept"] == counts["documents_in"]
+        assert counts["removed"]["language"] > 50  # the sample's other-language pages
+        assert counts["removed"]["gopher"] > 20  # near-empty pages and ellipsis teasers
+        assert counts["removed"]["quality"] > 5  # keyword stuffing and link farms
+        assert counts["kept"] > 0.5 * counts["documents_in"]
+
+
+def test_planted_duplicates_are_found_across_files(pipeline_home):
+    home, dagster_home = pipeline_home
+    counts = _counts(home, "duplicate_clusters")
+    assert counts["clusters"] > 100 and counts["duplicates_removed"] > 150
+    with DagsterInstance.from_config(str(dagster_home)) as instance:
+        record = instance.fetch_materializations(AssetKey("duplicate_clusters"), limit=1).records[0]
+    assert record.asset_materialization.metadata["cross_partition_clusters"].value > 20
+    kept = sum(_counts(home, "deduplicated_documents", p)["documents_out"] for p in PARTITIONS)
+    assert kept == counts["documents"] - counts["duplicates_removed"]
+
+
+def test_tokenizer_shards_and_base_model(pipeline_home):
+    home, dagster_home = pipeline_home
+    corpus = _counts(home, "pretraining_corpus")
+    shards = _counts(home, "token_shards")
+    assert shards["documents"] == corpus["train_documents"] + corpus["val_documents"]
+    assert 2.0 < _counts(home, "bpe_tokenizer")["bytes_per_token"] < 6.0
+    with DagsterInstance.from_config(str(dagster_home)) as instance:
+        checks = {key.name: instance.event_log_storage.get_latest_asset_check_execution_by_key(
+            [key])[key].status.value for key in [
+                AssetCheckKey(AssetKey("bpe_tokenizer"), "round_trip")]}
+        record = instance.fetch_materializations(AssetKey("base_model"), limit=1).records[0]
+    assert checks == {"round_trip": "SUCCEEDED"}
+    metadata = record.asset_materialization.metadata
+    assert metadata["final_train_loss"].value < metadata["first_train_loss"].value - 2.0
+    assert (home / "artifacts" / "base_model" / "model" / "model.pt").exists()

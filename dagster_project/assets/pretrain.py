@@ -1,0 +1,87 @@
+"""pretrain group: the base model, trained from scratch on the token shards."""
+
+import hashlib
+import json
+import shutil
+from pathlib import Path
+
+from dagster import AssetExecutionContext, Config, MaterializeResult, MetadataValue, asset
+
+from dagster_project.assets.tokens import bpe_tokenizer, token_shards
+from dagster_project.metadata import image_markdown, markdown_table, numbers
+from dagster_project.resources import Storage
+from dagster_project.stage import run_stage, upstream
+from lmlib.train import get_preset, train
+
+
+class BaseModelConfig(Config):
+    """A preset of lmlib.train (tiny: the CPU demo) and the fields people change most; unset
+    fields keep the preset's value."""
+
+    preset: str = "tiny"
+    max_steps: int | None = None
+    batch_size: int | None = None
+    max_lr: float | None = None
+    d_model: int | None = None
+    num_layers: int | None = None
+    num_heads: int | None = None
+    context_length: int | None = None
+    device: str | None = None
+    compile: bool | None = None
+    seed: int | None = None
+
+    def train_config(self):
+        overrides = {key: value for key, value in self.model_dump().items()
+                     if key != "preset" and value is not None}
+        model_fields = {"d_model", "num_layers", "num_heads", "context_length"}
+        dotted = {(f"model.{k}" if k in model_fields else k): v for k, v in overrides.items()}
+        return get_preset(self.preset).with_overrides(dotted)
+
+
+@asset(deps=[token_shards, bpe_tokenizer], group_name="pretrain", kinds={"pytorch"},
+       description="A TransformerLM trained from scratch on the token shards; resumes from the "
+                   "latest checkpoint of the same run when re-materialized after a crash.")
+def base_model(
+    context: AssetExecutionContext, config: BaseModelConfig, storage: Storage
+) -> MaterializeResult:
+    shards = storage.artifact_dir("token_shards")
+    tokenizer = storage.artifact_dir("bpe_tokenizer")
+    train_config = config.train_config()
+    inputs = {"token_shards": upstream(shards), "bpe_tokenizer": upstream(tokenizer)}
+    # Checkpoints live outside the artifact, keyed by config and inputs, so that a killed run
+    # resumes when the asset is materialized again with the same config.
+    run_key = hashlib.sha256(json.dumps([train_config.to_dict(), inputs], sort_keys=True,
+                                        default=str).encode()).hexdigest()[:16]
+    run_dir = storage.home_path / "runs" / "base_model" / run_key
+    context.log.info(f"training in {run_dir} (checkpoints there survive a crash)")
+
+    def log_progress(record: dict) -> None:
+        if record.get("kind") == "eval" or record.get("step", 0) % 50 == 0:
+            context.log.info(json.dumps(record))
+
+    def produce(out: Path) -> dict:
+        stats = train(train_config, shards, run_dir, progress=log_progress,
+                      tokenizer_dir=tokenizer, quiet=True)
+        shutil.copytree(run_dir / "model", out / "model")
+        for name in ("log.jsonl", "loss_curve.png"):
+            if (run_dir / name).exists():
+                shutil.copy2(run_dir / name, out / name)
+        return stats
+
+    final = storage.artifact_dir("base_model")
+    stats = run_stage(final, "base_model", produce, config=train_config,
+                      count_keys=("parameters", "steps", "tokens_trained"), inputs=inputs)
+    metadata = {
+        **numbers(stats, ["parameters", "steps", "tokens_trained", "first_train_loss",
+                          "final_train_loss", "tokens_per_second", "train_seconds"]),
+        "device": MetadataValue.text(str(stats["device"])),
+        "samples": MetadataValue.md(markdown_table(stats.get("samples") or [])),
+        "path": MetadataValue.path(str(final / "model")),
+    }
+    if stats.get("final_val_loss") is not None:
+        metadata["final_val_loss"] = MetadataValue.float(float(stats["final_val_loss"]))
+    if stats.get("mfu") is not None:
+        metadata["mfu"] = MetadataValue.float(float(stats["mfu"]))
+    if (final / "loss_curve.png").exists():
+        metadata["loss_curve"] = image_markdown(final / "loss_curve.png", "loss curve")
+    return MaterializeResult(metadata=metadata)
