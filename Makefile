@@ -11,7 +11,7 @@ export LMPIPE_HOME ?= $(CURDIR)/.lmpipe
 export DAGSTER_HOME ?= $(LMPIPE_HOME)/dagster
 PORT ?= 3000
 
-.PHONY: setup demo test ui bench lint crawl clean browser
+.PHONY: setup demo test ui bench bench-gpu lint crawl clean browser
 
 setup: $(STAMP)
 
@@ -44,8 +44,16 @@ ui: setup
 	$(PY) -m dagster_project.home >/dev/null
 	$(VENV)/bin/dagster dev -w workspace.yaml -h 127.0.0.1 -p $(PORT)
 
+CPU_BENCHMARKS := bench_extract bench_filters bench_dedup bench_tokenizer
+GPU_BENCHMARKS := bench_attention bench_train bench_dist
+
+# CPU benchmarks against their peers (several minutes each on 2 cores).
 bench: setup
-	for script in benchmarks/bench_*.py; do echo "== $$script"; $(PY) $$script || exit 1; done
+	for name in $(CPU_BENCHMARKS); do echo "== $$name"; $(PY) benchmarks/$$name.py || exit 1; done
+
+# GPU benchmarks (need CUDA; bench_dist wants 2 GPUs and runs itself under torchrun).
+bench-gpu: setup
+	for name in $(GPU_BENCHMARKS); do echo "== $$name"; $(PY) benchmarks/$$name.py || exit 1; done
 
 lint: setup
 	$(VENV)/bin/ruff check .
