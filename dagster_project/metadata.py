@@ -39,5 +39,8 @@ def numbers(stats: Mapping[str, Any], names: Sequence[str]) -> dict[str, Metadat
     out = {}
     for name in names:
         value = stats[name]
-        out[name] = MetadataValue.float(float(value)) if isinstance(value, float) else MetadataValue.int(int(value))
+        if isinstance(value, float):
+            out[name] = MetadataValue.float(float(f"{value:.6g}"))  # readable, still a number
+        else:
+            out[name] = MetadataValue.int(int(value))
     return out

@@ -82,8 +82,14 @@ def page(webserver):
         browser.close()
 
 
-def test_asset_graph_shows_the_assets(webserver, page):
+def test_global_lineage_shows_every_group(webserver, page):
     page.goto(f"{webserver}/asset-groups", wait_until="domcontentloaded")
+    for group in ("web", "filter", "dedup", "tokens", "pretrain"):
+        page.get_by_text(group, exact=True).first.wait_for(state="visible")
+
+
+def test_web_group_graph_shows_its_assets(webserver, page):
+    page.goto(f"{webserver}/locations/lmpipe/asset-groups/web", wait_until="domcontentloaded")
     page.get_by_text("web_documents").first.wait_for(state="visible")
     page.get_by_text("crawl_files").first.wait_for(state="visible")
 
@@ -97,3 +103,9 @@ def test_materialization_metadata_is_shown(webserver, page):
     page.goto(f"{webserver}/assets/web_documents", wait_until="domcontentloaded")
     page.get_by_text("documents_per_second").first.wait_for(state="visible")
     page.get_by_text("records_by_type").first.wait_for(state="visible")
+
+
+def test_filter_funnel_is_shown(webserver, page):
+    page.goto(f"{webserver}/assets/filtered_documents", wait_until="domcontentloaded")
+    page.get_by_text("removed_by_language").first.wait_for(state="visible")
+    page.get_by_text("funnel", exact=True).first.wait_for(state="visible")
