@@ -5,11 +5,21 @@ RoPE, RMSNorm, untied embeddings), batch 32, bf16 autocast, fp32 master weights,
 Ours: lmlib.model.TransformerLM (attention_backend "torch", and "flash_triton" when
 lmlib.kernels imports), lmlib.optim.AdamW, gradient_clipping, cross_entropy.
 Reference: the same model written with torch.nn layers, fused QKV, F.scaled_dot_product_attention
-(flash), F.cross_entropy, fused torch.optim.AdamW and clip_grad_norm_.
+(cuDNN flash), fused torch.optim.AdamW and clip_grad_norm_, and F.cross_entropy through
+torch.compile as well (`reference:ce=eager` runs it eagerly on float32 logits, as this
+benchmark first did: about 20% slower, which flattered us). Both have the same parameters
+(checked). Ours runs as lmlib.train runs it: the model compiled, our cross_entropy (its Triton
+kernels) outside it.
 One step = forward, backward, clipping, optimizer step. MFU = 6N + 12 L d T FLOPs per token
 (PaLM appendix B) at the measured tokens/s over 989 TFLOP/s (dense bf16).
 
+Diagnostic variants add options after a colon: `ours-flash_triton:ce=torch:opt=foreach` (our
+plain-ops loss, our multi-tensor AdamW), `:ce=compiled` (our plain-ops loss through
+torch.compile), `:qkv=separate` (three q/k/v matmuls).
+`--profile N` prints the kernels that take the most GPU time over N steps of each variant.
+
     python benchmarks/bench_train.py [--steps 20] [--warmup 5] [--batch 32] [--no-compile]
+        [--variants reference,ours-torch,ours-flash_triton] [--profile 2] [--out DIR]
 """
 
 import argparse
@@ -17,6 +27,7 @@ import datetime
 import gc
 import os
 import platform
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -91,9 +102,36 @@ class ReferenceLM(nn.Module):
         return self.head(self.ln(x))
 
 
-def build(variant: str):
-    if variant == "reference":
-        model = ReferenceLM(**SHAPE).cuda()
+def parse_variant(variant: str) -> tuple[str, dict]:
+    """"ours-flash_triton:ce=torch:opt=foreach" -> ("ours-flash_triton", {"ce": ..., "opt": ...})."""
+    name, *options = variant.split(":")
+    parsed = dict(option.split("=", 1) for option in options)
+    unknown = set(parsed) - {"ce", "opt", "qkv"}
+    if unknown or not (name == "reference" or name.startswith("ours-")):
+        raise ValueError(f"cannot read variant {variant!r}")
+    return name, parsed
+
+
+def build_model(name: str, options: dict):
+    """Our model or the reference, on the GPU (the patches of the diagnostics stay for good)."""
+    torch.manual_seed(0)
+    if name == "reference":
+        return ReferenceLM(**SHAPE).cuda()
+    backend = name.removeprefix("ours-")
+    import lmlib.model.attention as attention
+
+    attention.MultiHeadSelfAttention.fuse_qkv = options.get("qkv", "fused") == "fused"
+    if backend == "sdpa":  # diagnostic: our model with torch's SDPA in place of our attention
+        attention.MultiHeadSelfAttention._attend = lambda self, q, k, v, offset: (
+            F.scaled_dot_product_attention(q, k, v, is_causal=True))
+        backend = "torch"
+    return TransformerLM(ModelConfig(**SHAPE, attention_backend=backend), device="cuda")
+
+
+def build_training(name: str, options: dict, model):
+    """Optimizer, loss function and clipping of a variant."""
+    ce = options.get("ce", "compiled" if name == "reference" else "auto")
+    if name == "reference":
         optimizer = torch.optim.AdamW(model.parameters(), lr=3e-4, betas=(0.9, 0.95),
                                       weight_decay=0.1, fused=True)
 
@@ -103,26 +141,72 @@ def build(variant: str):
         def clip(params):
             return torch.nn.utils.clip_grad_norm_(params, 1.0, foreach=True)
     else:
-        backend = variant.removeprefix("ours-")
-        if backend == "sdpa":  # diagnostic: our model with torch's SDPA in place of our attention
-            import lmlib.model.attention as attention
+        fused = {"auto": None, "fused": True, "foreach": False}[options.get("opt", "auto")]
+        optimizer = AdamW(model.parameters(), lr=3e-4, betas=(0.9, 0.95), weight_decay=0.1,
+                          fused=fused)
 
-            attention.MultiHeadSelfAttention._attend = lambda self, q, k, v, offset: (
-                F.scaled_dot_product_attention(q, k, v, is_causal=True))
-            backend = "torch"
-        model = TransformerLM(ModelConfig(**SHAPE, attention_backend=backend), device="cuda")
-        optimizer = AdamW(model.parameters(), lr=3e-4, betas=(0.9, 0.95), weight_decay=0.1)
-        loss_fn = cross_entropy
+        def loss_fn(logits, targets):
+            implementation = "torch" if ce == "compiled" else ce
+            return cross_entropy(logits, targets, implementation=implementation)
 
         def clip(params):
             return gradient_clipping(params, 1.0)
-    return model, optimizer, loss_fn, clip
+    if ce == "compiled":
+        loss_fn = torch.compile(loss_fn)
+    elif name == "reference" and ce != "eager":
+        raise ValueError(f"the reference's loss is ce=compiled or ce=eager, not {ce!r}")
+    return optimizer, loss_fn, clip
 
 
-def measure(variant: str, args) -> dict:
-    torch.manual_seed(0)
-    model, optimizer, loss_fn, clip = build(variant)
-    compiled = torch.compile(model) if args.compile else model
+PROFILE_GROUPS = {  # kernel-name fragments -> a group, first match wins
+    "matmul (cuBLAS)": ("gemm", "nvjet", "sm90_", "cutlass", "xmma", "cublas"),
+    "attention": ("flash", "attn", "_fwd_kernel", "_bwd_", "fmha"),
+    "cross-entropy": ("cross_entropy", "log_softmax", "nll_loss"),
+    "optimizer + clipping": ("adam", "multi_tensor", "foreach", "norm_kernel", "lpnorm"),
+    "inductor fused ops": ("triton_",),
+}
+
+
+def profile_steps(label: str, step, steps: int, out_dir: Path | None) -> str:
+    """Kernel table (sorted by GPU time) of `steps` steps; returns a short per-group summary."""
+    from torch.profiler import ProfilerActivity, profile
+
+    torch.cuda.synchronize()
+    with profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]) as profiler:
+        for i in range(steps):
+            step(i)
+        torch.cuda.synchronize()
+    averages = profiler.key_averages()
+    timed = [e for e in averages if getattr(e, "self_device_time_total", 0) > 0]
+    kernels = [e for e in timed if e.device_type == torch.autograd.DeviceType.CUDA]
+    if not kernels:  # older profilers: keep what is not a CPU-side op
+        kernels = [e for e in timed if not e.key.startswith(("aten::", "autograd::", "cuda"))]
+    kernels.sort(key=lambda e: e.self_device_time_total, reverse=True)
+    total = sum(e.self_device_time_total for e in kernels)
+    groups: dict[str, float] = {}
+    for e in kernels:
+        name = e.key.lower()
+        group = next((g for g, keys in PROFILE_GROUPS.items() if any(k in name for k in keys)),
+                     "other (eager elementwise, copies, ...)")
+        groups[group] = groups.get(group, 0.0) + e.self_device_time_total
+    lines = [f"### profile {label}: {total / 1000 / steps:.1f} ms GPU time per step"]
+    lines += [f"- {g}: {t / 1000 / steps:.2f} ms/step ({100 * t / total:.0f}%)"
+              for g, t in sorted(groups.items(), key=lambda kv: -kv[1])]
+    lines.append("top kernels (ms/step, calls/step, name):")
+    lines += [f"  {e.self_device_time_total / 1000 / steps:7.2f} {e.count / steps:6.1f}  "
+              f"{e.key[:100]}" for e in kernels[:14]]
+    summary = "\n".join(lines)
+    if out_dir is not None:
+        table = averages.table(sort_by="self_device_time_total", row_limit=80,
+                               max_name_column_width=90)
+        safe = label.replace(":", "_").replace("=", "-")
+        (out_dir / f"profile_{safe}.txt").write_text(summary + "\n\n" + table)
+    return summary
+
+
+def measure(variant: str, model, compiled, args) -> dict:
+    name, options = parse_variant(variant)
+    optimizer, loss_fn, clip = build_training(name, options, model)
     generator = torch.Generator(device="cuda").manual_seed(0)
     batches = [torch.randint(0, SHAPE["vocab_size"], (args.batch, SHAPE["context_length"] + 1),
                              device="cuda", generator=generator) for _ in range(4)]
@@ -159,6 +243,8 @@ def measure(variant: str, args) -> dict:
         "peak_gib": torch.cuda.max_memory_allocated() / 2**30, "warmup_s": warmup_seconds,
         "parameters": sum(p.numel() for p in model.parameters()),
     }
+    if args.profile:
+        result["profile"] = profile_steps(variant, step, args.profile, args.out)
     return result
 
 
@@ -170,6 +256,14 @@ def flash_kernels_available() -> bool:
     return True
 
 
+def driver_version() -> str:
+    try:
+        return subprocess.run(["nvidia-smi", "--query-gpu=driver_version", "--format=csv,noheader"],
+                              capture_output=True, text=True, timeout=20).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--steps", type=int, default=20)
@@ -177,48 +271,63 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=32)
     parser.add_argument("--no-compile", dest="compile", action="store_false")
     parser.add_argument("--variants", default="reference,ours-torch,ours-flash_triton",
-                        help="also ours-sdpa: a diagnostic with torch's SDPA inside our model")
-    parser.add_argument("--explain", action="store_true",
-                        help="print torch.compile graph breaks of our model's forward per backend")
+                        help="also ours-sdpa (torch's SDPA inside our model) and options after "
+                             "colons: :ce=torch|triton|compiled|eager :opt=foreach|fused "
+                             ":qkv=separate")
+    parser.add_argument("--profile", type=int, default=0, metavar="STEPS",
+                        help="profile this many steps of each variant and print the top kernels")
+    parser.add_argument("--out", type=Path, default=None,
+                        help="write the full profiler tables into this directory")
     args = parser.parse_args()
     if not torch.cuda.is_available():
         sys.exit("bench_train needs a CUDA GPU")
+    if args.out is not None:
+        args.out.mkdir(parents=True, exist_ok=True)
     torch.backends.cuda.matmul.allow_tf32 = True
     variants = args.variants.split(",")
-    if "ours-sdpa" in variants:  # it patches our attention class for the rest of the process
-        variants = [v for v in variants if v != "ours-sdpa"] + ["ours-sdpa"]
-    if "ours-flash_triton" in variants and not flash_kernels_available():
-        print("lmlib.kernels.flash_attention not importable: skipping ours-flash_triton")
-        variants.remove("ours-flash_triton")
-    if args.explain:
-        for variant in variants:
-            if variant.startswith("ours-") and variant != "ours-sdpa":
-                model = TransformerLM(ModelConfig(**SHAPE, attention_backend=variant[5:]),
-                                      device="cuda")
-                ids = torch.randint(0, SHAPE["vocab_size"], (2, 1024), device="cuda")
-                with torch.autocast("cuda", dtype=torch.bfloat16):
-                    explanation = torch._dynamo.explain(model)(ids)
-                print(f"{variant}: {explanation.graph_count} graphs, "
-                      f"{explanation.graph_break_count} breaks: "
-                      f"{[str(b.reason)[:200] for b in explanation.break_reasons[:3]]}")
-                torch._dynamo.reset()
-    results = []
     for variant in variants:
+        parse_variant(variant)
+    if any(v.startswith("ours-flash_triton") for v in variants) and not flash_kernels_available():
+        print("lmlib.kernels.flash_attention not importable: skipping ours-flash_triton")
+        variants = [v for v in variants if not v.startswith("ours-flash_triton")]
+    # ours-sdpa patches our attention class for the rest of the process: it goes last
+    variants.sort(key=lambda v: v.startswith("ours-sdpa"))
+    results, built_key, model, compiled = [], None, None, None
+    for variant in variants:
+        name, options = parse_variant(variant)
+        key = (name, options.get("qkv", "fused"))
         try:
-            results.append(measure(variant, args))
-            print(f"measured {variant}: {results[-1]}", flush=True)
+            if key != built_key:  # variants differing only in loss/optimizer share one compile
+                model = compiled = None
+                gc.collect()
+                torch.cuda.empty_cache()
+                torch._dynamo.reset()
+                model = build_model(name, options)
+                compiled = torch.compile(model) if args.compile else model
+                built_key = key
+            results.append(measure(variant, model, compiled, args))
+            printable = {k: v for k, v in results[-1].items() if k != "profile"}
+            print(f"measured {variant}: {printable}", flush=True)
+            if "profile" in results[-1]:
+                print(results[-1]["profile"], flush=True)
         except Exception as error:  # report the others even if one variant breaks
             print(f"{variant} failed: {type(error).__name__}: {str(error)[:2000]}", flush=True)
+            built_key = None
         gc.collect()
         torch.cuda.empty_cache()
-        torch._dynamo.reset()
+    counts = {r["parameters"] for r in results}
+    if len(counts) > 1:
+        print(f"WARNING: parameter counts differ between variants: {sorted(counts)}")
     reference = next((r for r in results if r["variant"] == "reference"), None)
     print()
     print(f"bench_train, {datetime.date.today().isoformat()}: GPT-2 small shape "
-          f"({results[0]['parameters'] / 1e6:.1f}M params), batch {args.batch} x 1024, bf16 autocast, "
+          f"({results[0]['parameters'] / 1e6:.1f}M params, equal in all variants: "
+          f"{len(counts) == 1}), batch {args.batch} x 1024, bf16 autocast, "
           f"compile={args.compile}, {args.steps} timed steps after {args.warmup} warm-up")
     print(f"machine: {platform.platform()}, {os.cpu_count()} CPUs, "
-          f"GPU {torch.cuda.get_device_name()}, torch {torch.__version__}")
+          f"GPU {torch.cuda.get_device_name()}, driver {driver_version()}, "
+          f"torch {torch.__version__}, "
+          f"triton {triton_version()}")
     print()
     print("| variant | tokens/s | MFU | step ms | x reference | peak GiB | loss |")
     print("|---|---:|---:|---:|---:|---:|---:|")
@@ -226,6 +335,14 @@ def main() -> None:
         ratio = r["tokens_per_second"] / reference["tokens_per_second"] if reference else float("nan")
         print(f"| {r['variant']} | {r['tokens_per_second']:,.0f} | {100 * r['mfu']:.1f}% | "
               f"{r['step_ms']:.1f} | {ratio:.2f}x | {r['peak_gib']:.1f} | {r['loss']:.3f} |")
+
+
+def triton_version() -> str:
+    try:
+        import triton
+    except ImportError:
+        return "absent"
+    return triton.__version__
 
 
 if __name__ == "__main__":

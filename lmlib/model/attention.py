@@ -102,7 +102,13 @@ class KVCache:
 
 
 class MultiHeadSelfAttention(nn.Module):
-    """Causal self-attention; RoPE on q and k when `theta` is given; optional QK-norm."""
+    """Causal self-attention; RoPE on q and k when `theta` is given; optional QK-norm.
+
+    q_proj, k_proj and v_proj stay separate parameters (and state-dict keys); `fuse_qkv`
+    only changes how they are applied.
+    """
+
+    fuse_qkv = True
 
     def __init__(
         self,
@@ -151,20 +157,30 @@ class MultiHeadSelfAttention(nn.Module):
         offset = kv_cache.length if kv_cache is not None else 0
         # (..., seq, d_model) -> (..., heads, seq, head_dim)
         q, k, v = (
-            proj(x).unflatten(-1, (self.num_heads, self.head_dim)).transpose(-3, -2)
-            for proj in (self.q_proj, self.k_proj, self.v_proj)
+            projected.unflatten(-1, (self.num_heads, self.head_dim)).transpose(-3, -2)
+            for projected in self._project_qkv(x, kv_cache is None)
         )
         if self.qk_norm:
             q, k = self.q_norm(q), self.k_norm(k)
         if self.rope is not None:
-            if token_positions is None:
+            if token_positions is None and offset:
                 token_positions = torch.arange(offset, offset + seq_len, device=x.device)
-            token_positions = token_positions.unsqueeze(-2)  # broadcast over heads
+            if token_positions is not None:
+                token_positions = token_positions.unsqueeze(-2)  # broadcast over heads
             q, k = self.rope(q, token_positions), self.rope(k, token_positions)
         if kv_cache is not None:
             k, v = kv_cache.update(layer_index, k, v)
         out = self._attend(q, k, v, offset)
         return self.output_proj(out.transpose(-3, -2).flatten(-2))
+
+    def _project_qkv(self, x: torch.Tensor, whole_sequence: bool):
+        """q, k, v projections: one matmul against the three weights side by side when the
+        whole sequence is processed (one larger GEMM, forward and backward); three matmuls
+        when decoding, where concatenating the weights every token would cost more."""
+        if whole_sequence and self.fuse_qkv:
+            weight = torch.cat((self.q_proj.weight, self.k_proj.weight, self.v_proj.weight))
+            return (x @ weight.t()).chunk(3, dim=-1)
+        return self.q_proj(x), self.k_proj(x), self.v_proj(x)
 
     def _attend(self, q, k, v, offset: int) -> torch.Tensor:
         backend = resolve_attention_backend(self.attention_backend, q.device)

@@ -40,3 +40,17 @@ def test_generation_with_kv_cache_on_gpu():
     model = TransformerLM(ModelConfig(**CONFIG), device="cuda")
     new = generate(model, None, [1, 2, 3], max_new_tokens=20, temperature=0.0)
     assert len(new) == 20 and all(0 <= t < 512 for t in new)
+
+
+def test_triton_cross_entropy_on_gpu_matches_functional_for_gpt2_vocab():
+    torch.manual_seed(0)
+    logits = (2 * torch.randn(4, 256, 50304, device="cuda")).to(torch.bfloat16).requires_grad_()
+    targets = torch.randint(0, 50304, (4, 256), device="cuda")
+    loss = cross_entropy(logits, targets)  # "auto": the Triton kernels on CUDA
+    loss.backward()
+    reference_logits = logits.detach().float().requires_grad_()
+    expected = torch.nn.functional.cross_entropy(reference_logits.flatten(0, 1), targets.flatten())
+    expected.backward()
+    torch.testing.assert_close(loss, expected, atol=1e-4, rtol=1e-5)
+    assert logits.grad.dtype == torch.bfloat16
+    torch.testing.assert_close(logits.grad.float(), reference_logits.grad, atol=1e-7, rtol=1e-2)

@@ -150,3 +150,65 @@ def test_cross_entropy_gradcheck_float64():
     logits = torch.randn(6, 7, dtype=torch.float64, requires_grad=True)
     targets = torch.randint(0, 7, (6,))
     assert torch.autograd.gradcheck(lambda t: cross_entropy(t, targets), (logits,))
+
+
+def test_cross_entropy_detached_max_keeps_gradient_exact():
+    torch.manual_seed(0)
+    logits = torch.randn(4, 9, requires_grad=True)
+    targets = torch.randint(0, 9, (4,))
+    cross_entropy(logits, targets, implementation="torch").backward()
+    expected = (torch.softmax(logits.detach(), -1) - F.one_hot(targets, 9)) / 4
+    torch.testing.assert_close(logits.grad, expected)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_triton_cross_entropy_matches_plain_ops_in_value_and_gradient(dtype):
+    # 5000 columns: more than one 4096-wide block per row, and a ragged last block
+    torch.manual_seed(0)
+    logits = (3 * torch.randn(2, 3, 5000)).to(dtype).requires_grad_()
+    targets = torch.randint(0, 5000, (2, 3))
+    targets[0, 0] = 4999  # a target in the ragged block
+    grad_out = torch.tensor(2.5)
+    values, grads = [], []
+    for implementation in ("triton", "torch"):
+        loss = cross_entropy(logits, targets, implementation=implementation)
+        loss.backward(grad_out)
+        values.append(loss.detach())
+        grads.append(logits.grad)
+        logits.grad = None
+    assert values[0].dtype == torch.float32 and grads[0].dtype == dtype
+    torch.testing.assert_close(values[0], values[1], atol=1e-5, rtol=1e-5)
+    expected = F.cross_entropy(logits.detach().float().reshape(-1, 5000), targets.reshape(-1))
+    torch.testing.assert_close(values[0], expected, atol=1e-5, rtol=1e-5)
+    tolerance = 1e-7 if dtype == torch.float32 else 1e-3
+    torch.testing.assert_close(grads[0].float(), grads[1].float(), atol=tolerance, rtol=1e-2)
+
+
+def test_triton_cross_entropy_stable_and_out_of_range_target_is_nan():
+    logits = torch.tensor([[1000.0, -1000.0, 999.0], [0.0, 0.0, 0.0]])
+    loss = cross_entropy(logits, torch.tensor([2, 1]), implementation="triton")
+    expected = F.cross_entropy(logits, torch.tensor([2, 1]))
+    torch.testing.assert_close(loss, expected)
+    assert torch.isnan(cross_entropy(logits, torch.tensor([0, 3]), implementation="triton"))
+
+
+def test_cross_entropy_picks_plain_ops_on_cpu_and_rejects_unknown_implementation():
+    from lmlib.model.loss import _resolve
+
+    assert _resolve("auto", torch.zeros(2, 3)) == "torch"
+    with pytest.raises(ValueError, match="implementation"):
+        cross_entropy(torch.zeros(2, 3), torch.zeros(2, dtype=torch.long), implementation="cuda")
+    with pytest.raises(ValueError, match="triton cross_entropy takes"):
+        cross_entropy(torch.zeros(2, 3, dtype=torch.float64), torch.zeros(2, dtype=torch.long),
+                      implementation="triton")
+
+
+def test_rope_default_positions_are_a_prefix_and_too_long_sequences_raise():
+    torch.manual_seed(0)
+    rope = RotaryPositionalEmbedding(10000.0, 8, max_seq_len=6)
+    x = torch.randn(3, 5, 8, dtype=torch.bfloat16)
+    out = rope(x)
+    assert out.dtype == torch.bfloat16
+    torch.testing.assert_close(out, rope(x, torch.arange(5)))
+    with pytest.raises(ValueError, match="6 positions"):
+        rope(torch.randn(7, 8))

@@ -261,3 +261,18 @@ def test_flash_backends_match_our_attention_in_values_and_gradients(backend):
     torch.testing.assert_close(results[backend][0], results["torch"][0])
     for key, grad in results["torch"][1].items():
         torch.testing.assert_close(results[backend][1][key], grad, atol=1e-5, rtol=1e-4)
+
+
+def test_fused_qkv_projection_equals_three_matmuls(monkeypatch):
+    torch.manual_seed(0)
+    model = randomized(TransformerLM(**SMALL))
+    ids = torch.randint(0, 97, (2, 12))
+    results = []
+    for fuse in (True, False):
+        monkeypatch.setattr(MultiHeadSelfAttention, "fuse_qkv", fuse)
+        model.zero_grad()
+        logits = model(ids)
+        cross_entropy(logits, ids).backward()
+        results.append((logits.detach(), model.layers[1].attn.k_proj.weight.grad.clone()))
+    torch.testing.assert_close(results[0][0], results[1][0], atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(results[0][1], results[1][1], atol=1e-6, rtol=1e-5)
