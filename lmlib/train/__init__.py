@@ -1,10 +1,12 @@
 """Training: the loop, data loading from token shards, checkpoints with exact resume, presets.
 
 Entry point: `train(config, data_dir, run_dir)`; the same from a shell is
-`python -m lmlib.train --config tiny --data-dir ... --run-dir ...`.
+`python -m lmlib.train --config tiny --data-dir ... --run-dir ...`, and on N processes
+`torchrun --nproc_per_node N -m lmlib.train ... --strategy ddp|zero1|fsdp`.
 """
 
 from lmlib.train.checkpoint import (
+    consolidate_checkpoint,
     latest_checkpoint,
     load_checkpoint,
     save_checkpoint,
@@ -19,6 +21,7 @@ __all__ = [
     "ShardSampler",
     "TrainConfig",
     "TrainingInterrupted",
+    "consolidate_checkpoint",
     "evaluate",
     "get_batch",
     "get_preset",

@@ -1,15 +1,19 @@
 """python -m lmlib.train --config tiny --data-dir SHARDS --run-dir RUN [--set key=value ...]
 
 Runs `lmlib.train.train` and prints its stats as JSON. Exit status 143 after SIGTERM (a
-checkpoint was written; run the same command again to resume).
+checkpoint was written; run the same command again to resume). Distributed:
+`torchrun --nproc_per_node 2 -m lmlib.train ... --strategy ddp` (or zero1, fsdp); only rank 0
+prints. Under Dagster Pipes, rank 0 also streams its log and final stats to the run.
 """
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 
-from lmlib.train.config import PRESETS, load_config
+from lmlib.train.config import PRESETS, STRATEGIES, load_config
+from lmlib.train.pipes_report import log_record_to, pipes_reporter, report_stats
 from lmlib.train.trainer import TrainingInterrupted, train
 
 
@@ -33,17 +37,28 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--tokenizer-dir", type=Path, help="vocab.json + merges.txt for samples")
     parser.add_argument("--set", dest="overrides", action="append", type=_parse_override,
                         default=[], metavar="KEY=VALUE", help="override a field, e.g. max_steps=50")
+    parser.add_argument("--strategy", choices=STRATEGIES,
+                        help="shorthand for --set strategy=...; ddp/zero1/fsdp need torchrun")
     args = parser.parse_args(argv)
+    overrides = dict(args.overrides)
+    if args.strategy is not None:
+        overrides["strategy"] = args.strategy
     try:
-        config = load_config(args.config).with_overrides(dict(args.overrides))
+        config = load_config(args.config).with_overrides(overrides)
     except ValueError as error:
         parser.error(str(error))
-    try:
-        stats = train(config, args.data_dir, args.run_dir, tokenizer_dir=args.tokenizer_dir)
-    except TrainingInterrupted as interrupted:
-        print(str(interrupted), file=sys.stderr)
-        return 143
-    print(json.dumps(stats, indent=2))
+    rank = int(os.environ.get("RANK", "0"))
+    with pipes_reporter(rank) as pipes:
+        try:
+            stats = train(config, args.data_dir, args.run_dir, tokenizer_dir=args.tokenizer_dir,
+                          progress=log_record_to(pipes) if pipes is not None else None)
+        except TrainingInterrupted as interrupted:
+            print(str(interrupted), file=sys.stderr)
+            return 143
+        if pipes is not None:
+            report_stats(pipes, stats)
+    if rank == 0:
+        print(json.dumps(stats, indent=2))
     return 0
 
 

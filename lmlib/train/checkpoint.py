@@ -6,6 +6,14 @@ trainer_state.json (for people) and checkpoint.pt (model, optimizer, step, token
 states, data-sampler position). Each directory is written under a temporary name and renamed,
 so a kill leaves either a complete checkpoint or none. Loading always uses
 `torch.load(weights_only=True)`: no arbitrary objects are unpickled.
+
+Distributed runs: under DDP rank 0 writes the same single-file checkpoint. Under ZeRO-1 and
+FSDP each rank writes its own `rank_NNNNN.pt` (its optimizer shard; FSDP also its weight
+shards) into the shared directory, and rank 0 adds `sharded.json` (strategy, world size and
+which tensors are row-sharded). Such a checkpoint resumes on the same world size only;
+`consolidate_checkpoint(step_dir, out_dir)` merges it into the single-file format, which
+resumes single-process (with batch_size multiplied by the old world size to see the same
+data) and loads with `lmlib.model.load_model(out_dir)`.
 """
 
 import json
@@ -17,6 +25,8 @@ from typing import BinaryIO
 import torch
 
 CHECKPOINT_FILE = "checkpoint.pt"
+SHARDED_INDEX_FILE = "sharded.json"
+SHARDED_FORMAT = "lmpipe-sharded-checkpoint/1"
 STEP_PREFIX = "step_"
 
 
@@ -110,7 +120,7 @@ def list_checkpoints(checkpoints_dir: Path) -> list[Path]:
     found = [
         path for path in checkpoints_dir.iterdir()
         if path.is_dir() and path.name.startswith(STEP_PREFIX)
-        and (path / CHECKPOINT_FILE).exists()
+        and ((path / CHECKPOINT_FILE).exists() or (path / SHARDED_INDEX_FILE).exists())
     ]
     return sorted(found, key=lambda path: int(path.name[len(STEP_PREFIX):]))
 
@@ -118,3 +128,119 @@ def list_checkpoints(checkpoints_dir: Path) -> list[Path]:
 def latest_checkpoint(checkpoints_dir: Path) -> Path | None:
     checkpoints = list_checkpoints(Path(checkpoints_dir))
     return checkpoints[-1] if checkpoints else None
+
+
+def rank_file_name(rank: int) -> str:
+    return f"rank_{rank:05d}.pt"
+
+
+def is_sharded_checkpoint(step_dir: Path) -> bool:
+    return (Path(step_dir) / SHARDED_INDEX_FILE).exists()
+
+
+def read_sharded_index(step_dir: Path) -> dict:
+    index = json.loads((Path(step_dir) / SHARDED_INDEX_FILE).read_text())
+    if index.get("format") != SHARDED_FORMAT:
+        raise ValueError(f"{step_dir / SHARDED_INDEX_FILE}: format {index.get('format')!r}, "
+                         f"expected {SHARDED_FORMAT!r}")
+    return index
+
+
+def write_sharded_training_checkpoint(
+    checkpoints_dir: Path,
+    step: int,
+    rank: int,
+    world_size: int,
+    state: dict,
+    config: dict,
+    trainer_state: dict,
+    index: dict,
+    barrier,
+    keep: int = 2,
+) -> Path:
+    """Collective: every rank writes `state` to its rank file; rank 0 adds the index files.
+
+    `index` (strategy, layout, ...) goes into sharded.json. `barrier()` synchronizes the
+    ranks; the directory must be on storage all ranks share.
+    """
+    final = checkpoints_dir / step_directory_name(step)
+    temporary = checkpoints_dir / f".tmp-{final.name}"
+    if rank == 0:
+        checkpoints_dir.mkdir(parents=True, exist_ok=True)
+        if temporary.exists():
+            shutil.rmtree(temporary)
+        temporary.mkdir()
+    barrier()
+    torch.save(state, temporary / rank_file_name(rank))
+    barrier()
+    if rank == 0:
+        (temporary / "config.json").write_text(json.dumps(config, indent=2))
+        summary = {k: v for k, v in trainer_state.items() if isinstance(v, int | float | str)}
+        (temporary / "trainer_state.json").write_text(json.dumps({"step": step, **summary},
+                                                                 indent=2))
+        full_index = {"format": SHARDED_FORMAT, "step": step, "world_size": world_size, **index}
+        (temporary / SHARDED_INDEX_FILE).write_text(json.dumps(full_index, indent=2))
+        if final.exists():
+            shutil.rmtree(final)
+        os.replace(temporary, final)
+        for old in list_checkpoints(checkpoints_dir)[:-keep]:
+            shutil.rmtree(old)
+    barrier()
+    return final
+
+
+def _merge_rows(pieces: list[torch.Tensor], rows: int) -> torch.Tensor:
+    return torch.cat(pieces)[:rows]
+
+
+def consolidate_checkpoint(step_dir: str | Path, output_dir: str | Path) -> Path:
+    """Merges a ZeRO-1 or FSDP checkpoint directory into a single-process one.
+
+    Writes output_dir/checkpoint.pt (model, optimizer, iteration, trainer state: the format of
+    `write_training_checkpoint`), config.json (strategy set to "none") and trainer_state.json.
+    Runs in one process, without a process group.
+    """
+    step_dir, output_dir = Path(step_dir), Path(output_dir)
+    index = read_sharded_index(step_dir)
+    world_size = index["world_size"]
+    ranks = [read_checkpoint(step_dir / rank_file_name(r)) for r in range(world_size)]
+    first = ranks[0]
+    if index["strategy"] == "zero1":
+        model_state = first["model"]
+        optimizer_state = {"state": {}, "param_groups": first["optimizer"]["param_groups"]}
+        for each in ranks:
+            optimizer_state["state"].update(each["optimizer"]["state"])
+    elif index["strategy"] == "fsdp":
+        layout = index["layout"]
+        model_state = {}
+        for key, entry in layout.items():
+            if entry["sharded"]:
+                model_state[key] = _merge_rows([r["model"][key] for r in ranks], entry["shape"][0])
+            else:
+                model_state[key] = first["model"][key]
+        optimizer_state = {"state": {}, "param_groups": first["optimizer"]["param_groups"]}
+        for number, name in enumerate(index["optimizer_parameter_names"]):
+            if number not in first["optimizer"]["state"]:
+                continue
+            merged = {}
+            for field_name, value in first["optimizer"]["state"][number].items():
+                if layout[name]["sharded"] and torch.is_tensor(value) and value.dim() > 0:
+                    merged[field_name] = _merge_rows(
+                        [r["optimizer"]["state"][number][field_name] for r in ranks],
+                        layout[name]["shape"][0])
+                else:
+                    merged[field_name] = value
+            optimizer_state["state"][number] = merged
+    else:
+        raise ValueError(f"{step_dir}: cannot consolidate strategy {index['strategy']!r}")
+    extra = dict(first["extra"])
+    extra.update(world_size=1, strategy="none")
+    output_dir.mkdir(parents=True, exist_ok=True)
+    torch.save({"model": model_state, "optimizer": optimizer_state,
+                "iteration": first["iteration"], "extra": extra}, output_dir / CHECKPOINT_FILE)
+    config = json.loads((step_dir / "config.json").read_text())
+    config["strategy"] = "none"
+    config["batch_size"] = config["batch_size"] * world_size  # the same global batch
+    (output_dir / "config.json").write_text(json.dumps(config, indent=2))
+    shutil.copy(step_dir / "trainer_state.json", output_dir / "trainer_state.json")
+    return output_dir

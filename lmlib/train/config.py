@@ -4,6 +4,11 @@
 `gpt2-medium` are GPU sizes. The vocabulary size comes from the token shards unless a preset
 fixes it. A config is also loadable from JSON (nested "model" object) and overridable from the
 command line with dotted keys (`model.d_model=256`).
+
+Distributed runs (under torchrun): `batch_size` stays per rank, so a step trains on
+batch_size * grad_accum_steps * world_size sequences; `strategy` picks ddp, zero1 (DDP plus a
+sharded optimizer) or fsdp; `activation_checkpointing` recomputes every block's (or every
+k-th block's) activations in backward, on any strategy.
 """
 
 import dataclasses
@@ -12,6 +17,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from lmlib.model.transformer import ModelConfig
+
+STRATEGIES = ("none", "ddp", "zero1", "fsdp")
+ACTIVATION_CHECKPOINTING = ("none", "every", "every_k")
 
 # Fields that change the weights a run produces: a resumed run must keep them.
 RESUME_INVARIANT_FIELDS = (
@@ -53,6 +61,10 @@ class TrainConfig:
     sample_max_new_tokens: int = 48
     sample_temperature: float = 0.8
     sample_top_p: float = 0.95
+    strategy: str = "none"  # none | ddp | zero1 | fsdp (the last three under torchrun)
+    bucket_size_mb: float | None = 25.0  # DDP gradient buckets; None: one bucket
+    activation_checkpointing: str = "none"  # none | every | every_k
+    activation_checkpointing_every_k: int = 2
 
     def __post_init__(self):
         if isinstance(self.model, dict):
@@ -67,6 +79,19 @@ class TrainConfig:
             raise ValueError(f"min_lr={self.min_lr} exceeds max_lr={self.max_lr}")
         if self.precision not in ("auto", "bf16", "fp32"):
             raise ValueError(f"precision must be auto, bf16 or fp32, got {self.precision!r}")
+        if self.strategy not in STRATEGIES:
+            raise ValueError(f"strategy must be one of {STRATEGIES}, got {self.strategy!r}")
+        if self.activation_checkpointing not in ACTIVATION_CHECKPOINTING:
+            raise ValueError(f"activation_checkpointing must be one of {ACTIVATION_CHECKPOINTING},"
+                             f" got {self.activation_checkpointing!r}")
+        if self.activation_checkpointing_every_k < 1:
+            raise ValueError("activation_checkpointing_every_k must be at least 1, got "
+                             f"{self.activation_checkpointing_every_k}")
+        if self.bucket_size_mb is not None and self.bucket_size_mb < 0:
+            raise ValueError(f"bucket_size_mb must be null or >= 0, got {self.bucket_size_mb}")
+        if self.strategy == "fsdp" and self.compile:
+            raise ValueError("compile=true is not supported with strategy fsdp (its hooks gather "
+                             "weights around every layer); set compile=false")
 
     @property
     def resolved_cosine_steps(self) -> int:

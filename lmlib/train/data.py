@@ -116,9 +116,18 @@ def open_split(data_dir: str | Path, split: str, index: dict | None = None) -> l
 
 
 class ShardSampler:
-    """Deterministic random windows over several shards; its state is (seed, position)."""
+    """Deterministic random windows over several shards; its state is (seed, position).
 
-    def __init__(self, shards: list[np.ndarray], batch_size: int, context_length: int, seed: int):
+    With world_size > 1, batch number n is the global batch of batch_size * world_size windows
+    (the same one a single process with that batch size draws) and this sampler yields rank
+    `rank`'s contiguous slice of it: ranks never overlap, and the data a run sees does not
+    depend on how its global batch is split.
+    """
+
+    def __init__(self, shards: list[np.ndarray], batch_size: int, context_length: int, seed: int,
+                 rank: int = 0, world_size: int = 1):
+        if not 0 <= rank < world_size:
+            raise ValueError(f"rank must lie in [0, world_size={world_size}), got {rank}")
         self.shards = [s for s in shards if len(s) > context_length]
         if not self.shards:
             longest = max((len(s) for s in shards), default=0)
@@ -127,6 +136,7 @@ class ShardSampler:
                 f"{longest}); use a bigger corpus or a smaller context_length"
             )
         self.batch_size = batch_size
+        self.rank, self.world_size = rank, world_size
         self.context_length = context_length
         self.seed = seed
         self.position = 0
@@ -141,7 +151,8 @@ class ShardSampler:
     def batch_at(self, position: int, device: str | torch.device):
         """Batch number `position`: the same windows whenever it is asked for."""
         rng = np.random.default_rng([self.seed, position])
-        global_starts = rng.integers(0, self._cumulative[-1], size=self.batch_size)
+        global_starts = rng.integers(0, self._cumulative[-1], size=self.batch_size * self.world_size)
+        global_starts = global_starts[self.rank * self.batch_size : (self.rank + 1) * self.batch_size]
         shard_ids = np.searchsorted(self._cumulative, global_starts, side="right") - 1
         windows = np.stack([
             np.asarray(self.shards[i][s - self._cumulative[i] : s - self._cumulative[i]
