@@ -8,6 +8,7 @@ from pathlib import Path
 from dagster import AssetExecutionContext, Config, MaterializeResult, MetadataValue, asset
 
 from dagster_project.assets.tokens import bpe_tokenizer, token_shards
+from dagster_project.launcher import GPU_POOL, launch_torchrun_training
 from dagster_project.metadata import image_markdown, markdown_table, numbers
 from dagster_project.resources import Storage
 from dagster_project.stage import run_stage, upstream
@@ -16,7 +17,8 @@ from lmlib.train import get_preset, train
 
 class BaseModelConfig(Config):
     """A preset of lmlib.train (tiny: the CPU demo) and the fields people change most; unset
-    fields keep the preset's value."""
+    fields keep the preset's value. launcher=torchrun runs `torchrun -m lmlib.train` through
+    Dagster Pipes with nproc_per_node processes per node (strategy ddp unless set)."""
 
     preset: str = "tiny"
     max_steps: int | None = None
@@ -26,19 +28,28 @@ class BaseModelConfig(Config):
     num_layers: int | None = None
     num_heads: int | None = None
     context_length: int | None = None
+    checkpoint_interval: int | None = None
     device: str | None = None
     compile: bool | None = None
     seed: int | None = None
+    strategy: str | None = None  # ddp | zero1 | fsdp (torchrun); none in process
+    activation_checkpointing: str | None = None  # none | every | every_k
+    launcher: str = "inprocess"  # inprocess | torchrun (through Dagster Pipes)
+    nproc_per_node: int = 1
+    nnodes: int = 1
 
     def train_config(self):
+        launch = {"preset", "launcher", "nproc_per_node", "nnodes"}
         overrides = {key: value for key, value in self.model_dump().items()
-                     if key != "preset" and value is not None}
+                     if key not in launch and value is not None}
+        if self.launcher == "torchrun" and self.strategy is None:
+            overrides["strategy"] = "ddp"
         model_fields = {"d_model", "num_layers", "num_heads", "context_length"}
         dotted = {(f"model.{k}" if k in model_fields else k): v for k, v in overrides.items()}
         return get_preset(self.preset).with_overrides(dotted)
 
 
-@asset(deps=[token_shards, bpe_tokenizer], group_name="pretrain", kinds={"pytorch"},
+@asset(deps=[token_shards, bpe_tokenizer], group_name="pretrain", kinds={"pytorch"}, pool=GPU_POOL,
        description="A TransformerLM trained from scratch on the token shards; resumes from the "
                    "latest checkpoint of the same run when re-materialized after a crash.")
 def base_model(
@@ -60,8 +71,19 @@ def base_model(
             context.log.info(json.dumps(record))
 
     def produce(out: Path) -> dict:
-        stats = train(train_config, shards, run_dir, progress=log_progress,
-                      tokenizer_dir=tokenizer, quiet=True)
+        if config.launcher == "torchrun":
+            run_dir.mkdir(parents=True, exist_ok=True)
+            (run_dir / "train_config.json").write_text(json.dumps(train_config.to_dict()))
+            stats = launch_torchrun_training(
+                context, nproc_per_node=config.nproc_per_node, nnodes=config.nnodes,
+                train_args=["--config", str(run_dir / "train_config.json"), "--data-dir",
+                            str(shards), "--run-dir", str(run_dir), "--tokenizer-dir",
+                            str(tokenizer)])
+        elif config.launcher == "inprocess":
+            stats = train(train_config, shards, run_dir, progress=log_progress,
+                          tokenizer_dir=tokenizer, quiet=True)
+        else:
+            raise ValueError(f"launcher must be inprocess or torchrun, got {config.launcher!r}")
         shutil.copytree(run_dir / "model", out / "model")
         for name in ("log.jsonl", "loss_curve.png"):
             if (run_dir / name).exists():
@@ -80,6 +102,8 @@ def base_model(
     }
     if stats.get("final_val_loss") is not None:
         metadata["final_val_loss"] = MetadataValue.float(float(stats["final_val_loss"]))
+    if stats.get("resumed_from_step"):
+        metadata["resumed_from_step"] = MetadataValue.int(int(stats["resumed_from_step"]))
     if stats.get("mfu") is not None:
         metadata["mfu"] = MetadataValue.float(float(stats["mfu"]))
     if (final / "loss_curve.png").exists():

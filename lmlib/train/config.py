@@ -54,6 +54,9 @@ class TrainConfig:
     device: str = "auto"  # auto: cuda if available, else cpu
     precision: str = "auto"  # auto: bf16 autocast on CUDA, fp32 on CPU; or "bf16", "fp32"
     compile: bool = False
+    # None: deterministic kernels on CPU (runs and resumes are bitwise reproducible; CPU embedding
+    # backward is otherwise order-dependent across threads), torch's fast defaults on CUDA
+    deterministic: bool | None = None
     peak_flops: float = 989e12  # for MFU: H100/H200 dense bf16
     wandb_project: str | None = None  # None: no wandb
     wandb_mode: str | None = None  # None: $WANDB_MODE, else "offline"

@@ -327,16 +327,24 @@ def train(
     final weights for later stages), log.jsonl, loss_curve.png. `progress` receives every log
     record (a dict with kind "train" or "eval"). With `tokenizer_dir` (vocab.json, merges.txt)
     the stats include sample generations. With a distributed strategy, every rank calls this
-    (torchrun); rank 0 writes the files, logs, and returns the full stats.
+    (torchrun); rank 0 writes the files, logs, and returns the full stats. Deterministic kernels
+    are on for the run when config.deterministic says so (by default on CPU, where the embedding
+    backward otherwise sums in a thread-dependent order), so runs and resumes are bitwise equal.
     """
     data_dir, run_dir = Path(data_dir), Path(run_dir)
     rank, world_size, distributed_device, created_group = _join_process_group(config)
     is_main = rank == 0
     quiet = quiet or not is_main
+    deterministic = config.deterministic
+    if deterministic is None:
+        deterministic = (distributed_device or resolve_device(config.device)).type == "cpu"
+    previous_deterministic = torch.are_deterministic_algorithms_enabled()
+    torch.use_deterministic_algorithms(deterministic)
     try:
         return _train(config, data_dir, run_dir, progress if is_main else None, tokenizer_dir,
                       quiet, rank, world_size, distributed_device)
     finally:
+        torch.use_deterministic_algorithms(previous_deterministic)
         if created_group:
             from lmlib.dist.runtime import destroy_distributed
 
