@@ -104,6 +104,8 @@ def run_variant(name: str, shape: str, device, warmup: int, steps: int) -> dict:
         if finish is not None:
             finish.finish_gradient_synchronization()
         optimizer.step()
+        if step == warmup + steps - 1:  # weights, gradients and optimizer state, at rest
+            state_bytes = torch.cuda.memory_allocated(device)
         optimizer.zero_grad(set_to_none=True)
         torch.cuda.synchronize()
         if step >= warmup:
@@ -112,6 +114,8 @@ def run_variant(name: str, shape: str, device, warmup: int, steps: int) -> dict:
             torch.cuda.reset_peak_memory_stats()
     peak = torch.tensor(float(torch.cuda.max_memory_allocated(device)), device=device)
     dist.all_reduce(peak, op=dist.ReduceOp.MAX)
+    state = torch.tensor(float(state_bytes), device=device)
+    dist.all_reduce(state, op=dist.ReduceOp.MAX)
     step_times = torch.tensor(times, device=device)
     dist.all_reduce(step_times, op=dist.ReduceOp.MAX)  # a step ends when the slowest rank does
     times = step_times.tolist()
@@ -126,7 +130,7 @@ def run_variant(name: str, shape: str, device, warmup: int, steps: int) -> dict:
             "mean_step_s": statistics.mean(times), "median_step_s": median,
             "tokens_per_s_per_gpu": batch * context / median,
             "mfu": flops_per_token * batch * context / median / PEAK_FLOPS,
-            "peak_memory_gib": float(peak) / 2**30}
+            "peak_memory_gib": float(peak) / 2**30, "state_memory_gib": float(state) / 2**30}
 
 
 def meta_model(shape: str):
@@ -167,35 +171,37 @@ def worker(args) -> None:
 def table(results: list[dict]) -> str:
     one_gpu = {(r["shape"], r["variant"]): r for r in results
                if r.get("world_size") == 1 and "error" not in r}
-    ddp_memory = {(r["shape"], r["world_size"]): r["peak_memory_gib"] for r in results
+    ddp_memory = {(r["shape"], r["world_size"]): r for r in results
                   if r["variant"] == "ddp" and "error" not in r}
     torch_peer = {"ddp": "torch_ddp", "zero1": "torch_ddp", "fsdp": "torch_fsdp2",
                   "ddp_ac": "torch_ddp", "fsdp_ac": "torch_fsdp2"}
     by_key = {(r["shape"], r["variant"], r["world_size"]): r for r in results if "error" not in r}
     lines = ["| shape | GPUs | variant | tokens/s/GPU | mean step ms | median step ms | MFU | "
-             "peak GiB/GPU | vs torch peer (median) | scaling vs 1 GPU | memory saved vs ddp "
-             "(theory) |", "|" + "---|" * 11]
+             "peak GiB/GPU | state GiB/GPU | vs torch peer (median) | scaling vs 1 GPU | "
+             "state saved vs ddp (theory) | peak saved vs ddp |", "|" + "---|" * 13]
     for r in results:
         if "error" in r:
             lines.append(f"| {r['shape']} | {r['world_size']} | {r['variant']} | error: "
-                         f"{r['error']} |" + " |" * 7)
+                         f"{r['error']} |" + " |" * 9)
             continue
         peer = by_key.get((r["shape"], torch_peer.get(r["variant"], ""), r["world_size"]))
         ratio = f"{peer['median_step_s'] / r['median_step_s']:.3f}x" if peer else ""
         base = one_gpu.get((r["shape"], r["variant"]))
         scaling = (f"{base['median_step_s'] / r['median_step_s']:.1%}"
                    if base and r["world_size"] > 1 else "")
-        saved = ""
+        saved = peak_saved = ""
         ddp = ddp_memory.get((r["shape"], r["world_size"]))
         if ddp and r["variant"] in ("zero1", "fsdp") and r["world_size"] > 1:
+            # AdamW moments (8 B/param) for ZeRO-1; fp32 weights, grads and moments for FSDP
             per_param = 8 if r["variant"] == "zero1" else 16
             theory = per_param * r["parameters"] * (1 - 1 / r["world_size"]) / 2**30
-            saved = f"{ddp - r['peak_memory_gib']:.2f} ({theory:.2f})"
+            saved = f"{ddp['state_memory_gib'] - r['state_memory_gib']:.2f} ({theory:.2f})"
+            peak_saved = f"{ddp['peak_memory_gib'] - r['peak_memory_gib']:.2f}"
         lines.append(
             f"| {r['shape']} | {r['world_size']} | {r['variant']} | "
             f"{r['tokens_per_s_per_gpu']:,.0f} | {1e3 * r['mean_step_s']:.1f} | "
             f"{1e3 * r['median_step_s']:.1f} | {r['mfu']:.1%} | {r['peak_memory_gib']:.2f} | "
-            f"{ratio} | {scaling} | {saved} |")
+            f"{r['state_memory_gib']:.2f} | {ratio} | {scaling} | {saved} | {peak_saved} |")
     return "\n".join(lines)
 
 

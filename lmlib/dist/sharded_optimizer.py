@@ -5,7 +5,7 @@ parameters (so schedules that set `group["lr"]` and `zero_grad` work as usual). 
 belongs to one rank, assigned largest-first to the least-loaded rank, so shards differ by at
 most one parameter's size. `step` copies the hyperparameters of every group into the local
 optimizer, steps the local shard, then each rank broadcasts the parameters it updated (one
-flat broadcast per owner and dtype). Gradients must already be averaged (DDP). The update is
+in-place broadcast per parameter). Gradients must already be averaged (DDP). The update is
 the wrapped optimizer's own arithmetic on the same tensors, so it equals the unsharded one.
 
 `state_dict()` has the ordinary optimizer layout (global parameter indices) holding only this
@@ -72,25 +72,20 @@ class ShardedOptimizer(torch.optim.Optimizer):
         return loss
 
     def _broadcast_updated_parameters(self) -> None:
-        by_owner: dict[tuple, list[torch.Tensor]] = {}
+        """Each owner broadcasts its updated parameters in place: no flat copy, so the memory
+        ZeRO-1 saves on optimizer state is not spent again on communication buffers."""
+        if self.world_size == 1:
+            return
+        pending = []
         for group in self.param_groups:
             for p in group["params"]:
-                by_owner.setdefault((self.owner[id(p)], p.device, p.dtype), []).append(p)
-        pending = []
-        for (owner, _, _), params in by_owner.items():
-            flat = torch.cat([p.detach().reshape(-1) for p in params])
-            work = dist.broadcast(flat, src=dist.get_global_rank(self.group, owner)
-                                  if self.group is not None else owner,
-                                  group=self.group, async_op=True)
-            pending.append((work, flat, params))
-        for work, flat, params in pending:
+                owner = self.owner[id(p)]
+                source = (dist.get_global_rank(self.group, owner) if self.group is not None
+                          else owner)
+                pending.append(dist.broadcast(p.detach(), src=source, group=self.group,
+                                              async_op=True))
+        for work in pending:
             work.wait()
-            if self.owner[id(params[0])] == self.rank:
-                continue  # our own values came back unchanged
-            offset = 0
-            for p in params:
-                p.copy_(flat[offset : offset + p.numel()].view_as(p))
-                offset += p.numel()
 
     def _global_index(self) -> dict[int, int]:
         index, number = {}, 0
