@@ -87,6 +87,8 @@ def run_variant(name: str, shape: str, device, warmup: int, steps: int) -> dict:
     world_size, rank = dist.get_world_size(), dist.get_rank()
     torch.cuda.empty_cache()
     torch.cuda.reset_peak_memory_stats()
+    # whatever earlier variants left allocated is not this variant's memory
+    baseline = torch.cuda.memory_allocated(device)
     wrapped, optimizer, finish, model = build_variant(name, shape, device)
     d_model, layers, heads, context, batch = SHAPES[shape]
     generator = torch.Generator(device=device).manual_seed(rank)
@@ -112,9 +114,9 @@ def run_variant(name: str, shape: str, device, warmup: int, steps: int) -> dict:
             times.append(time.perf_counter() - started)
         if step == warmup - 1:  # steady state: optimizer state exists, first-step buffers gone
             torch.cuda.reset_peak_memory_stats()
-    peak = torch.tensor(float(torch.cuda.max_memory_allocated(device)), device=device)
+    peak = torch.tensor(float(torch.cuda.max_memory_allocated(device) - baseline), device=device)
     dist.all_reduce(peak, op=dist.ReduceOp.MAX)
-    state = torch.tensor(float(state_bytes), device=device)
+    state = torch.tensor(float(state_bytes - baseline), device=device)
     dist.all_reduce(state, op=dist.ReduceOp.MAX)
     step_times = torch.tensor(times, device=device)
     dist.all_reduce(step_times, op=dist.ReduceOp.MAX)  # a step ends when the slowest rank does

@@ -13,6 +13,8 @@ Notable:
   `finish`, which then waits for every bucket and divides by the world size.
 """
 
+import weakref
+
 import torch
 import torch.distributed as dist
 
@@ -71,7 +73,17 @@ class GradientReducer:
                 self._location[id(p)] = (bucket_index, position)
         self.sync_enabled = True
         self._next_to_launch = 0
-        self._handles = [p.register_post_accumulate_grad_hook(self._on_gradient_ready)
+        # The hooks live on the parameters (in C++, out of the garbage collector's sight), so
+        # they hold the reducer weakly: a strong reference would form a cycle that keeps the
+        # reducer, its buckets and every parameter alive after the wrapper is deleted.
+        reducer = weakref.ref(self)
+
+        def on_gradient_ready(param: torch.Tensor) -> None:
+            live = reducer()
+            if live is not None:
+                live._on_gradient_ready(param)
+
+        self._handles = [p.register_post_accumulate_grad_hook(on_gradient_ready)
                          for p in trainable]
 
     def _on_gradient_ready(self, param: torch.Tensor) -> None:

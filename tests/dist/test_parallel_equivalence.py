@@ -39,3 +39,16 @@ def test_bucket_plan_respects_sizes():
         [10], [300], [20, 5]]
     with pytest.raises(ValueError, match="bucket_size_mb"):
         plan_buckets(params, -1)
+
+
+def test_zero1_and_fsdp_memory_at_rest_matches_theory(tmp_path):
+    """Per rank, in float32 model copies: DDP holds weights + grads + two AdamW moments (4);
+    ZeRO-1 saves 2 x (1 - 1/W) of that (the moments), FSDP 4 x (1 - 1/W) (everything)."""
+    held = {}
+    for strategy in ("ddp", "zero1", "fsdp"):
+        out = tmp_path / strategy
+        run_on_ranks(workers.memory_at_rest_matches_theory, 2, strategy, str(out))
+        held[strategy] = float(out.read_text())
+    assert held["ddp"] == pytest.approx(4.0, rel=0.05)
+    assert held["ddp"] - held["zero1"] == pytest.approx(2 * (1 - 1 / 2), rel=0.10)
+    assert held["ddp"] - held["fsdp"] == pytest.approx(4 * (1 - 1 / 2), rel=0.10)

@@ -245,3 +245,45 @@ def four_rank_suite(rank: int, world_size: int):
     ddp_matches_single_process(rank, world_size, [None, 0.001], 1)
     zero1_matches_adamw(rank, world_size)
     fsdp_matches_single_process(rank, world_size, None, "every_k")
+
+
+def _live_tensor_bytes() -> int:
+    """Bytes of every distinct tensor storage Python can reach (CPU: what the process holds)."""
+    import gc
+    import warnings
+
+    gc.collect()
+    storages = {}
+    with warnings.catch_warnings():  # isinstance() on deprecated torch objects warns
+        warnings.simplefilter("ignore")
+        for obj in gc.get_objects():
+            if isinstance(obj, torch.Tensor) and obj.device.type == "cpu":
+                storage = obj.untyped_storage()
+                storages[storage.data_ptr()] = storage.nbytes()
+    storages.pop(0, None)
+    return sum(storages.values())
+
+
+def memory_at_rest_matches_theory(rank: int, world_size: int, strategy: str, out_file: str):
+    """Weights, gradients and AdamW state held by one rank after a step, in units of one
+    float32 copy of the model (4 bytes x parameters); rank 0 writes it to out_file."""
+    baseline = _live_tensor_bytes()
+    torch.manual_seed(0)
+    model = TransformerLM(ModelConfig(vocab_size=256, context_length=16, d_model=64,
+                                      num_layers=4, num_heads=4, d_ff=128,
+                                      attention_backend="torch"))
+    parameters = sum(p.numel() for p in model.parameters())
+    wrapped = FSDP(model) if strategy == "fsdp" else DDP(model)
+    if strategy == "zero1":
+        optimizer = ShardedOptimizer(list(wrapped.parameters()), AdamW, lr=1e-3)
+    else:
+        optimizer = AdamW(list(wrapped.parameters()), lr=1e-3)
+    tokens = rank_rows(global_batch(0, 4), rank, world_size)
+    wrapped.on_train_batch_start() if strategy != "fsdp" else None
+    loss_of(wrapped, tokens).backward()
+    wrapped.finish_gradient_synchronization()
+    optimizer.step()
+    held = (_live_tensor_bytes() - baseline - tokens.untyped_storage().nbytes()) / (4 * parameters)
+    if rank == 0:
+        with open(out_file, "w") as handle:
+            handle.write(str(held))
