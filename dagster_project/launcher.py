@@ -1,6 +1,7 @@
 """Launching `python -m lmlib.train` under torchrun through Dagster Pipes.
 
-`launch_torchrun_training` runs `python -m torch.distributed.run ... -m lmlib.train ...` as a
+`launch_torchrun_training` runs `python -m torch.distributed.run ... -m
+dagster_project.pipes_train ...` (lmlib.train's CLI with Pipes reporting) as a
 PipesSubprocessClient subprocess: rank 0 of the training streams its log records into the run
 (`context.log`) and sends its final stats (loss, tokens/s, MFU, ...) back as a Pipes custom
 message, which this function returns, the same dict `lmlib.train.train` returns in-process.
@@ -19,7 +20,7 @@ from collections.abc import Mapping, Sequence
 
 from dagster import PipesSubprocessClient
 
-from lmlib.train.pipes_report import STATS_MESSAGE_KIND
+from dagster_project.pipes_train import STATS_MESSAGE_KIND
 
 GPU_POOL = "gpu"
 
@@ -27,7 +28,8 @@ GPU_POOL = "gpu"
 def torchrun_command(nproc_per_node: int, nnodes: int, train_args: Sequence[str],
                      rdzv_endpoint: str | None = None, node_rank: int | None = None,
                      python: str = sys.executable) -> list[str]:
-    """The torchrun command line for `python -m lmlib.train <train_args>`."""
+    """The torchrun command line for `python -m lmlib.train <train_args>` (through
+    dagster_project.pipes_train, which reports to Dagster when run under Pipes)."""
     if nproc_per_node < 1 or nnodes < 1:
         raise ValueError(f"nproc_per_node and nnodes must be >= 1, got {nproc_per_node}, {nnodes}")
     command = [python, "-m", "torch.distributed.run", f"--nproc_per_node={nproc_per_node}",
@@ -40,7 +42,7 @@ def torchrun_command(nproc_per_node: int, nnodes: int, train_args: Sequence[str]
         command += ["--rdzv_backend=c10d", f"--rdzv_endpoint={rdzv_endpoint}"]
         if node_rank is not None:
             command.append(f"--node_rank={node_rank}")
-    return command + ["-m", "lmlib.train", *train_args]
+    return command + ["-m", "dagster_project.pipes_train", *train_args]
 
 
 def launch_torchrun_training(

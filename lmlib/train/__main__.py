@@ -3,17 +3,17 @@
 Runs `lmlib.train.train` and prints its stats as JSON. Exit status 143 after SIGTERM (a
 checkpoint was written; run the same command again to resume). Distributed:
 `torchrun --nproc_per_node 2 -m lmlib.train ... --strategy ddp` (or zero1, fsdp); only rank 0
-prints. Under Dagster Pipes, rank 0 also streams its log and final stats to the run.
+prints. (`python -m dagster_project.pipes_train` runs this same main under Dagster Pipes.)
 """
 
 import argparse
 import json
 import os
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 from lmlib.train.config import PRESETS, STRATEGIES, load_config
-from lmlib.train.pipes_report import log_record_to, pipes_reporter, report_stats
 from lmlib.train.trainer import TrainingInterrupted, train
 
 
@@ -28,7 +28,9 @@ def _parse_override(text: str) -> tuple[str, object]:
     return key, value
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(argv: list[str] | None = None, progress: Callable[[dict], None] | None = None,
+         on_stats: Callable[[dict], None] | None = None) -> int:
+    """The CLI; `progress` receives every log record and `on_stats` the final stats (rank 0)."""
     parser = argparse.ArgumentParser(prog="python -m lmlib.train", description=__doc__.split("\n")[0])
     parser.add_argument("--config", default="tiny",
                         help=f"a preset ({', '.join(sorted(PRESETS))}) or a JSON file")
@@ -48,17 +50,16 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as error:
         parser.error(str(error))
     rank = int(os.environ.get("RANK", "0"))
-    with pipes_reporter(rank) as pipes:
-        try:
-            stats = train(config, args.data_dir, args.run_dir, tokenizer_dir=args.tokenizer_dir,
-                          progress=log_record_to(pipes) if pipes is not None else None)
-        except TrainingInterrupted as interrupted:
-            print(str(interrupted), file=sys.stderr)
-            return 143
-        if pipes is not None:
-            report_stats(pipes, stats)
+    try:
+        stats = train(config, args.data_dir, args.run_dir, tokenizer_dir=args.tokenizer_dir,
+                      progress=progress)
+    except TrainingInterrupted as interrupted:
+        print(str(interrupted), file=sys.stderr)
+        return 143
     if rank == 0:
-        print(json.dumps(stats, indent=2))
+        if on_stats is not None:
+            on_stats(stats)
+        print(json.dumps(stats, indent=2, default=str))
     return 0
 
 

@@ -18,7 +18,7 @@ from tests.train.conftest import write_shards
 def test_torchrun_command_for_one_and_many_nodes():
     single = torchrun_command(2, 1, ["--strategy", "ddp"], python="python")
     assert single == ["python", "-m", "torch.distributed.run", "--nproc_per_node=2",
-                      "--nnodes=1", "--standalone", "-m", "lmlib.train", "--strategy", "ddp"]
+                      "--nnodes=1", "--standalone", "-m", "dagster_project.pipes_train", "--strategy", "ddp"]
     multi = torchrun_command(8, 4, [], rdzv_endpoint="node0:29500", python="python")
     assert "--rdzv_endpoint=node0:29500" in multi and "--standalone" not in multi
 
