@@ -6,9 +6,8 @@ What is notable:
 - Only the output O and the logsumexp L (one float per query) are saved for the backward pass.
 - The backward pass recomputes each probability tile from L (P = exp(S - L)) instead of storing P,
   and uses D = rowsum(dO * O) in place of the softmax Jacobian's row sums.
-- Causal attention is top-left aligned (query i sees keys 0..i), as in
-  `torch.nn.functional.scaled_dot_product_attention(is_causal=True)`; key tiles that lie wholly
-  above the diagonal are skipped.
+- Causal attention is top-left aligned (query i sees keys 0..i), the convention of PyTorch's
+  SDPA with is_causal=True; key tiles that lie wholly above the diagonal are skipped.
 - Works on any leading dimensions: (batch, seq, d) or (batch, heads, seq, d). Tiles are computed
   in float32 whatever the input dtype; results are cast back.
 """
