@@ -5,6 +5,7 @@ module that defines kernels is imported.
 """
 
 import os
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -39,6 +40,36 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker(skip_gpu)
 
 
+@contextmanager
+def lmpipe_environment(home: Path):
+    """LMPIPE_HOME and DAGSTER_HOME pointed at `home` (Storage reads them at run time)."""
+    saved = {k: os.environ.get(k) for k in ("LMPIPE_HOME", "DAGSTER_HOME")}
+    os.environ["LMPIPE_HOME"] = str(home)
+    os.environ["DAGSTER_HOME"] = str(home / "dagster")
+    try:
+        yield
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
+def materialize_pipeline(home: Path) -> None:
+    """Every asset, all partitions, on the embedded default, into a fresh LMPIPE_HOME."""
+    from dagster import DagsterInstance
+
+    from dagster_project.definitions import defs
+    from dagster_project.demo import run_everything
+    from dagster_project.home import ensure_dagster_home
+
+    with lmpipe_environment(home):
+        ensure_dagster_home()
+        with DagsterInstance.get() as instance:
+            run_everything(defs, instance, log=lambda message: None)
+
+
 @pytest.fixture(scope="session")
 def pipeline_home(tmp_path_factory):
     """The whole graph materialized once, on the embedded default, in a temporary LMPIPE_HOME.
@@ -46,23 +77,6 @@ def pipeline_home(tmp_path_factory):
     Shared by the end-to-end and UI tests; returns (lmpipe_home, dagster_home).
     """
     home = tmp_path_factory.mktemp("lmpipe")
-    saved = {k: os.environ.get(k) for k in ("LMPIPE_HOME", "DAGSTER_HOME")}
-    os.environ["LMPIPE_HOME"] = str(home)
-    os.environ["DAGSTER_HOME"] = str(home / "dagster")
-    try:
-        from dagster import DagsterInstance
-
-        from dagster_project.definitions import defs
-        from dagster_project.demo import run_everything
-        from dagster_project.home import ensure_dagster_home
-
-        ensure_dagster_home()
-        with DagsterInstance.get() as instance:
-            run_everything(defs, instance, log=lambda message: None)
+    with lmpipe_environment(home):
+        materialize_pipeline(home)
         yield home, home / "dagster"
-    finally:
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
