@@ -21,11 +21,10 @@ from __future__ import annotations
 
 import argparse
 import datetime
-import os
-import platform
 import resource
 import shutil
 import string
+import sys
 import tempfile
 import time
 from concurrent.futures import ProcessPoolExecutor
@@ -33,6 +32,10 @@ from multiprocessing import get_context
 from pathlib import Path
 
 import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from benchmarks.common import machine  # noqa: E402
 
 LEVELS = (0.5, 0.6, 0.7, 0.8, 0.85, 0.9, 0.95, 1.0)
 THRESHOLD = 0.85
@@ -258,18 +261,6 @@ def in_child(function, *args):
 def precision_recall(predicted: set, truth: set) -> tuple[float, float]:
     hits = len(predicted & truth)
     return hits / max(len(predicted), 1), hits / max(len(truth), 1)
-
-
-def machine() -> str:
-    gpu = "none"
-    try:
-        import torch
-
-        if torch.cuda.is_available():
-            gpu = torch.cuda.get_device_name(0)
-    except ImportError:
-        pass
-    return f"{platform.platform()}, {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, GPU: {gpu}"
 
 
 def main() -> None:

@@ -38,3 +38,12 @@ def upstream(directory: Path) -> str:
     """
     read_manifest(directory)
     return sha256_file(directory / MANIFEST_NAME)
+
+
+def partition_dirs(context, storage, asset: str) -> dict[str, Path]:
+    """Artifact directory of `asset` for every registered crawl partition, in key order; the
+    inputs of a global asset that reads all files."""
+    from dagster_project.partitions import crawl_partitions
+
+    keys = sorted(context.instance.get_dynamic_partitions(crawl_partitions.name))
+    return {key: storage.artifact_dir(asset, key) for key in keys}

@@ -8,7 +8,7 @@ from dagster_project.assets.filters import filtered_documents
 from dagster_project.metadata import counts_table, image_markdown, markdown_table, numbers
 from dagster_project.partitions import crawl_partitions
 from dagster_project.resources import DedupSettings, Storage
-from dagster_project.stage import run_stage, upstream
+from dagster_project.stage import partition_dirs, run_stage, upstream
 from lmlib.dedup import (
     CLUSTERS_FILE,
     SIGNATURES_FILE,
@@ -47,12 +47,12 @@ def duplicate_clusters(
     context: AssetExecutionContext, storage: Storage, dedup: DedupSettings
 ) -> MaterializeResult:
     config = dedup.to_config()
-    partitions = context.instance.get_dynamic_partitions(crawl_partitions.name)
-    sources = [storage.artifact_dir("minhash_signatures", p) for p in partitions]
+    sources = partition_dirs(context, storage, "minhash_signatures")
     final = storage.artifact_dir("duplicate_clusters")
 
     def produce(out: Path) -> dict:
-        stats = find_duplicate_clusters([s / SIGNATURES_FILE for s in sources], out, config)
+        stats = find_duplicate_clusters([s / SIGNATURES_FILE for s in sources.values()], out,
+                                        config)
         render_s_curve(out / "s_curve.png", config.num_bands, config.rows_per_band,
                        config.jaccard_threshold)
         histogram = stats["cluster_size_histogram"]
@@ -62,7 +62,7 @@ def duplicate_clusters(
 
     stats = run_stage(final, "duplicate_clusters", produce, config=config,
                       count_keys=("documents", "clusters", "duplicates_removed"),
-                      inputs={p: upstream(s) for p, s in zip(partitions, sources)})
+                      inputs={p: upstream(s) for p, s in sources.items()})
     lsh = stats["lsh"]
     return MaterializeResult(metadata={
         **numbers(stats, ["documents", "candidate_pairs", "verified_pairs", "clusters",

@@ -15,9 +15,8 @@ from dagster import (
 
 from dagster_project.assets.dedup import deduplicated_documents
 from dagster_project.metadata import markdown_table, numbers
-from dagster_project.partitions import crawl_partitions
 from dagster_project.resources import Storage
-from dagster_project.stage import run_stage, upstream
+from dagster_project.stage import partition_dirs, run_stage, upstream
 from lmlib.corpus import CorpusConfig, build_pretraining_corpus
 from lmlib.tokenizer import (
     ShardConfig,
@@ -46,16 +45,15 @@ class PretrainingCorpusConfig(Config):
 def pretraining_corpus(
     context: AssetExecutionContext, config: PretrainingCorpusConfig, storage: Storage
 ) -> MaterializeResult:
-    partitions = sorted(context.instance.get_dynamic_partitions(crawl_partitions.name))
-    sources = [storage.artifact_dir("deduplicated_documents", p) for p in partitions]
+    sources = partition_dirs(context, storage, "deduplicated_documents")
     corpus_config = CorpusConfig(**config.model_dump())
     stats = run_stage(
         storage.artifact_dir("pretraining_corpus"), "pretraining_corpus",
-        lambda out: build_pretraining_corpus([s / "documents.parquet" for s in sources], out,
+        lambda out: build_pretraining_corpus([s / "documents.parquet" for s in sources.values()], out,
                                              corpus_config),
         config=corpus_config,
         count_keys=("train_documents", "val_documents", "train_bytes", "val_bytes"),
-        inputs={p: upstream(s) for p, s in zip(partitions, sources)})
+        inputs={p: upstream(s) for p, s in sources.items()})
     return MaterializeResult(metadata=numbers(
         stats, ["input_documents", "train_documents", "val_documents", "train_bytes",
                 "val_bytes", "dropped_empty_documents"]))

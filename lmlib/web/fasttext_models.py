@@ -31,6 +31,8 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+from lmlib.artifacts import sha256_file
+
 _LOADED_MODELS: dict[str, Any] = {}
 
 # Small enough to train in seconds and to keep the model file in the tens of MB; callers override.
@@ -126,14 +128,6 @@ def train_fasttext_classifier(
     return model
 
 
-def sha256_of_file(path: str | Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def download_file(
     url: str,
     destination: str | Path,
@@ -148,7 +142,7 @@ def download_file(
     reused without touching the network.
     """
     destination = Path(destination)
-    if destination.is_file() and (sha256 is None or sha256_of_file(destination) == sha256):
+    if destination.is_file() and (sha256 is None or sha256_file(destination) == sha256):
         return destination
     destination.parent.mkdir(parents=True, exist_ok=True)
     from tqdm import tqdm
