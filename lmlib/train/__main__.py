@@ -1,7 +1,7 @@
 """python -m lmlib.train --config tiny --data-dir SHARDS --run-dir RUN [--set key=value ...]
 
-Runs `lmlib.train.train` and prints its stats as JSON. Exit status 143 after SIGTERM (a
-checkpoint was written; run the same command again to resume). Distributed:
+Runs `lmlib.train.train` and prints its stats as JSON. Exit status 143 after SIGTERM, 130 after
+SIGINT (Ctrl-C): a checkpoint was written; run the same command again to resume. Distributed:
 `torchrun --nproc_per_node 2 -m lmlib.train ... --strategy ddp` (or zero1, fsdp); only rank 0
 prints. (`python -m dagster_project.pipes_train` runs this same main under Dagster Pipes.)
 """
@@ -55,7 +55,7 @@ def main(argv: list[str] | None = None, progress: Callable[[dict], None] | None 
                       progress=progress)
     except TrainingInterrupted as interrupted:
         print(str(interrupted), file=sys.stderr)
-        return 143
+        return interrupted.exit_status
     if rank == 0:
         if on_stats is not None:
             on_stats(stats)

@@ -53,6 +53,31 @@ def read_checkpoint(src: str | os.PathLike | BinaryIO, map_location="cpu") -> di
     return torch.load(src, map_location=map_location, weights_only=True)
 
 
+def _tensors_to(value, device):
+    if torch.is_tensor(value):
+        return value.to(device)
+    if isinstance(value, dict):
+        return {key: _tensors_to(item, device) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return type(value)(_tensors_to(item, device) for item in value)
+    return value
+
+
+def read_training_state(src: str | os.PathLike | BinaryIO, device) -> dict:
+    """Reads a trainer checkpoint file with every piece where it belongs.
+
+    Model and optimizer tensors go to `device` (the training device); everything else, the RNG
+    states above all, stays on the CPU: torch.set_rng_state and torch.cuda.set_rng_state_all
+    take CPU byte tensors, so a checkpoint read with map_location=<cuda device> cannot resume.
+    `device` may be anything `Tensor.to` accepts.
+    """
+    state = read_checkpoint(src, map_location="cpu")
+    for key in ("model", "optimizer"):
+        if key in state:
+            state[key] = _tensors_to(state[key], device)
+    return state
+
+
 def load_checkpoint(
     src: str | os.PathLike | BinaryIO,
     model: torch.nn.Module,
@@ -76,6 +101,7 @@ def rng_states() -> dict:
 
 
 def restore_rng_states(states: dict) -> None:
+    """Restores the generators saved by `rng_states` (CPU byte tensors; see read_training_state)."""
     torch.set_rng_state(states["torch"])
     if "cuda" in states and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(states["cuda"])

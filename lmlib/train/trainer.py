@@ -4,24 +4,24 @@ Notable:
 - resumes automatically from the newest checkpoint in run_dir/checkpoints, and ends with
   bitwise the same weights as an uninterrupted run on CPU (batches are a pure function of
   (seed, batch number); optimizer, RNG and sampler state are checkpointed);
-- SIGTERM writes a checkpoint and raises `TrainingInterrupted` (the CLI exits with 143), so a
-  preempted run never looks finished;
+- SIGTERM (preemption) and SIGINT (Ctrl-C, a cancelled Dagster run) write a checkpoint and raise
+  `TrainingInterrupted` (the CLI exits with 143 or 130), so a stopped run never looks finished
+  and resumes from the step where it stopped (lmlib.train.interrupts);
 - a NaN or inf loss raises `FloatingPointError` naming the step;
 - bf16 autocast on CUDA, optional torch.compile, periodic validation loss, console progress,
   run_dir/log.jsonl, and wandb only when a project is configured (offline by default);
 - under torchrun, strategy ddp, zero1 or fsdp (lmlib.dist, applied from outside the model):
   each rank reads its slice of every global batch, rank 0 alone logs and writes the final
-  model, the ranks agree on NaN and SIGTERM through one all-reduce per step, and ZeRO-1/FSDP
+  model, the ranks agree on NaN and stop signals through one all-reduce per step, and ZeRO-1/FSDP
   checkpoints are sharded per rank (see lmlib.train.checkpoint).
 """
 
 import contextlib
 import dataclasses
 import json
+import logging
 import math
 import os
-import signal
-import threading
 import time
 import uuid
 from collections.abc import Callable
@@ -34,11 +34,12 @@ from lmlib.model.loss import cross_entropy
 from lmlib.model.transformer import TransformerLM
 from lmlib.optim import AdamW, get_lr_cosine_schedule, gradient_clipping
 from lmlib.train.checkpoint import (
+    CHECKPOINT_FILE,
     is_sharded_checkpoint,
     latest_checkpoint,
     rank_file_name,
-    read_checkpoint,
     read_sharded_index,
+    read_training_state,
     restore_rng_states,
     rng_states,
     step_directory_name,
@@ -47,16 +48,8 @@ from lmlib.train.checkpoint import (
 )
 from lmlib.train.config import RESUME_INVARIANT_FIELDS, TrainConfig
 from lmlib.train.data import ShardSampler, check_device, open_split, read_index
+from lmlib.train.interrupts import STOP_SIGNALS, StopSignals, TrainingInterrupted
 from lmlib.train.report import load_tokenizer, plot_loss_curve, read_log, sample_generations
-
-
-class TrainingInterrupted(Exception):
-    """SIGTERM arrived; a checkpoint was written and the run can resume from it."""
-
-    def __init__(self, step: int, checkpoint: Path):
-        super().__init__(f"training stopped by SIGTERM at step {step}; checkpoint: {checkpoint}")
-        self.step = step
-        self.checkpoint = checkpoint
 
 
 def resolve_device(name: str) -> torch.device:
@@ -91,27 +84,6 @@ def build_optimizer(model: torch.nn.Module, config: TrainConfig, sharded: bool =
     return AdamW(groups, **kwargs)
 
 
-class _SigtermFlag:
-    """Turns SIGTERM into a flag the loop checks between steps (main thread only)."""
-
-    def __init__(self):
-        self.received = False
-        self._previous = None
-
-    def __enter__(self):
-        if threading.current_thread() is threading.main_thread():
-            self._previous = signal.signal(signal.SIGTERM, self._handle)
-        return self
-
-    def _handle(self, signum, frame):
-        self.received = True
-
-    def __exit__(self, *exc):
-        if self._previous is not None:
-            signal.signal(signal.SIGTERM, self._previous)
-        return False
-
-
 class _RunLog:
     """Appends records to log.jsonl, prints them, and forwards them to wandb and `progress`."""
 
@@ -119,6 +91,18 @@ class _RunLog:
                  enabled: bool = True):
         self.path, self.progress, self.wandb_run, self.quiet = path, progress, wandb_run, quiet
         self.enabled = enabled  # False on ranks other than 0
+        self.started = time.perf_counter()
+
+    def status(self, message: str) -> None:
+        """What the run is doing before and between steps, with the time since it started;
+        printed and passed to `progress` (kind "status"), not written to log.jsonl."""
+        if not self.enabled:
+            return
+        elapsed = time.perf_counter() - self.started
+        if not self.quiet:
+            print(f"[status +{elapsed:.1f}s] {message}", flush=True)
+        if self.progress is not None:
+            self.progress({"kind": "status", "message": message, "elapsed_s": round(elapsed, 2)})
 
     def truncate_after(self, step: int) -> None:
         """Drops records a killed run wrote after its last checkpoint."""
@@ -142,6 +126,36 @@ class _RunLog:
             self.wandb_run.log({k: v for k, v in record.items() if k != "kind"}, step=record["step"])
         if self.progress is not None:
             self.progress(record)
+
+
+def first_step_work(config: TrainConfig, device: torch.device) -> str:
+    """What the first step pays for beyond its arithmetic, for the status line."""
+    work = []
+    if config.compile:
+        work.append("compiling the model with torch.compile")
+    if device.type == "cuda":
+        work.append("compiling and autotuning the Triton kernels (cached for later runs)")
+    return ": " + " and ".join(work) if work else ""
+
+
+@contextlib.contextmanager
+def _kernel_reports(log: _RunLog):
+    """Forwards lmlib's kernel log lines (autotuning: which kernel, which shape, how long) to
+    the run's status while it trains."""
+
+    class Forward(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            log.status(record.getMessage())
+
+    logger = logging.getLogger("lmlib.kernels")
+    handler, level = Forward(logging.INFO), logger.level
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    try:
+        yield
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(level)
 
 
 def _start_wandb(config: TrainConfig, run_dir: Path):
@@ -355,6 +369,7 @@ def _train(config, data_dir, run_dir, progress, tokenizer_dir, quiet, rank, worl
            distributed_device) -> dict:
     is_main = rank == 0
     run_dir.mkdir(parents=True, exist_ok=True)
+    log = _RunLog(run_dir / "log.jsonl", progress, None, quiet, enabled=is_main)
     index = read_index(data_dir)
     model_config = config.model
     if model_config.vocab_size == 0:
@@ -379,14 +394,18 @@ def _train(config, data_dir, run_dir, progress, tokenizer_dir, quiet, rank, worl
             val_sampler = ShardSampler(val_shards, config.batch_size, context_length,
                                        config.seed + 1, rank=rank, world_size=world_size)
 
+    log.status(f"token shards {data_dir}: {train_sampler.num_tokens:,} training tokens, "
+               f"{index['vocab_size']:,} token vocabulary")
+
     torch.manual_seed(config.seed)
     model = TransformerLM(model_config, device=device)
     parallel = _Parallelism(config, model, device, world_size, rank)
     compiled, optimizer = parallel.wrapped, parallel.optimizer
+    log.status(f"model: {model.num_parameters():,} parameters on {device} "
+               f"(strategy {config.strategy}, {world_size} process(es))")
     tokens_per_step = config.tokens_per_step * world_size
     step, tokens_seen = 0, 0
     checkpoints_dir = run_dir / "checkpoints"
-    log = _RunLog(run_dir / "log.jsonl", progress, None, quiet, enabled=is_main)
     resumed_from = latest_checkpoint(checkpoints_dir)
     if resumed_from is not None:
         _check_resumable(json.loads((resumed_from / "config.json").read_text()), config,
@@ -395,13 +414,13 @@ def _train(config, data_dir, run_dir, progress, tokenizer_dir, quiet, rank, worl
             sharded = read_sharded_index(resumed_from)
             _check_same_world(sharded["world_size"], sharded["strategy"], world_size,
                               config.strategy, resumed_from)
-            state = read_checkpoint(resumed_from / rank_file_name(rank), map_location=device)
+            state = read_training_state(resumed_from / rank_file_name(rank), device)
             rank0_model = None
             if config.strategy == "zero1" and rank != 0:
-                rank0_model = read_checkpoint(resumed_from / rank_file_name(0),
-                                              map_location=device)["model"]
+                rank0_model = read_training_state(resumed_from / rank_file_name(0),
+                                                  device)["model"]
         else:
-            state = read_checkpoint(resumed_from / "checkpoint.pt", map_location=device)
+            state = read_training_state(resumed_from / CHECKPOINT_FILE, device)
             _check_same_world(state["extra"].get("world_size", 1),
                               state["extra"].get("strategy", "none"), world_size,
                               config.strategy, resumed_from)
@@ -412,8 +431,7 @@ def _train(config, data_dir, run_dir, progress, tokenizer_dir, quiet, rank, worl
         train_sampler.load_state_dict(state["extra"]["sampler"])
         restore_rng_states(state["extra"]["rng"])
         log.truncate_after(step)
-        if not quiet:
-            print(f"resuming from {resumed_from} at step {step}", flush=True)
+        log.status(f"resuming from {resumed_from} at step {step}")
     elif is_main and log.path.exists():
         log.path.unlink()  # a log without checkpoints belongs to a run that left nothing
     if is_main:
@@ -450,11 +468,16 @@ def _train(config, data_dir, run_dir, progress, tokenizer_dir, quiet, rank, worl
     start_step = step
     train_seconds, timed_tokens = 0.0, 0
     interval_losses: list[float] = []
-    stop_requested = False
-    with _SigtermFlag() as sigterm:
+    stop_requested: str | None = None  # the name of the signal that stops every rank
+    if step < config.max_steps:
+        log.status(f"first step{first_step_work(config, device)}")
+    first_step_seconds = None
+    with StopSignals() as stop_signals, _kernel_reports(log):
         while step < config.max_steps:
-            if stop_requested or (world_size == 1 and sigterm.received):
-                raise TrainingInterrupted(step, checkpoint())
+            if world_size == 1 and stop_signals.received:
+                stop_requested = stop_signals.received.name
+            if stop_requested:
+                raise TrainingInterrupted(step, checkpoint(), stop_requested)
             started = time.perf_counter()
             lr = get_lr_cosine_schedule(
                 step + 1, config.max_lr, config.min_lr, config.warmup_steps,
@@ -473,12 +496,16 @@ def _train(config, data_dir, run_dir, progress, tokenizer_dir, quiet, rank, worl
                 loss_sum += loss.detach()
             parallel.finish_gradients()
             if world_size > 1:
-                # one all-reduce: the mean loss, and whether any rank got SIGTERM
-                agreed = torch.stack([loss_sum.float(), torch.tensor(
-                    float(sigterm.received), device=device)])
+                # one all-reduce: the mean loss, and whether any rank got SIGTERM or SIGINT
+                received = stop_signals.received
+                agreed = torch.stack([loss_sum.float(), *(
+                    torch.tensor(float(received == number), device=device)
+                    for number in STOP_SIGNALS)])
                 torch.distributed.all_reduce(agreed)
                 loss_sum = agreed[0] / world_size
-                stop_requested = bool(agreed[1] > 0)
+                stopped_by = [number.name for number, count in zip(STOP_SIGNALS, agreed[1:])
+                              if count > 0]
+                stop_requested = stopped_by[0] if stopped_by else None
             loss_value = float(loss_sum)
             if not math.isfinite(loss_value):
                 raise FloatingPointError(
@@ -495,6 +522,9 @@ def _train(config, data_dir, run_dir, progress, tokenizer_dir, quiet, rank, worl
             tokens_seen += tokens_per_step
             interval_losses.append(loss_value)
             elapsed = time.perf_counter() - started
+            if first_step_seconds is None:
+                first_step_seconds = time.perf_counter() - log.started
+                log.status(f"first step done in {elapsed:.1f} s; training")
             if step > start_step + 1 or config.max_steps - start_step == 1:
                 # the first step of a session pays for compilation and warm-up
                 train_seconds += elapsed
@@ -541,6 +571,7 @@ def _train(config, data_dir, run_dir, progress, tokenizer_dir, quiet, rank, worl
         if tokens_per_second else None,
         "mfu": mfu,
         "train_seconds": train_seconds,
+        "seconds_to_first_step": first_step_seconds,
         "device": str(device),
         "strategy": config.strategy,
         "world_size": world_size,

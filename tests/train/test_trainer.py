@@ -22,6 +22,7 @@ from lmlib.train import (
     train,
 )
 from lmlib.train.__main__ import main as cli_main
+from lmlib.train.checkpoint import read_checkpoint, read_training_state, restore_rng_states
 
 
 def micro_config(**overrides) -> TrainConfig:
@@ -110,7 +111,11 @@ def test_train_lowers_the_loss_and_writes_its_outputs(shard_dir, tmp_path):
     log = [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines()]
     assert [r["step"] for r in log if r["kind"] == "train"] == list(range(2, 41, 2))
     assert [r["step"] for r in log if r["kind"] == "eval"] == [20, 40]
-    assert records == log
+    assert [r for r in records if r["kind"] != "status"] == log
+    statuses = [r["message"] for r in records if r["kind"] == "status"]
+    assert statuses[0].startswith(f"token shards {shard_dir}")
+    assert any(m.startswith("first step done in") for m in statuses)
+    assert 0 < stats["seconds_to_first_step"] < stats["train_seconds"] + 60
     checkpoint = latest_checkpoint(run / "checkpoints")
     assert checkpoint.name == "step_00000040"
     assert json.loads((checkpoint / "trainer_state.json").read_text())["tokens_seen"] == 2560
@@ -119,20 +124,27 @@ def test_train_lowers_the_loss_and_writes_its_outputs(shard_dir, tmp_path):
     assert_bitwise_equal(model.state_dict(), load_model(checkpoint).state_dict())
 
 
-def test_sigterm_then_resume_is_bitwise_identical_to_an_uninterrupted_run(shard_dir, tmp_path):
+@pytest.mark.parametrize("stop_signal", [signal.SIGTERM, signal.SIGINT])
+def test_stop_signal_then_resume_is_bitwise_identical_to_an_uninterrupted_run(
+        shard_dir, tmp_path, stop_signal):
+    """SIGTERM (preemption) and SIGINT (Ctrl-C, a cancelled Dagster run) both checkpoint."""
     config = micro_config()
     train(config, shard_dir, tmp_path / "straight", quiet=True)
 
     def kill_at_step_7(record):
         if record["kind"] == "train" and record["step"] == 6:
-            os.kill(os.getpid(), signal.SIGTERM)  # arrives mid-run, handled before step 7
+            os.kill(os.getpid(), stop_signal)  # arrives mid-run, handled before step 7
 
+    dispositions_before = {number: signal.getsignal(number)
+                           for number in (signal.SIGTERM, signal.SIGINT)}
     with pytest.raises(TrainingInterrupted) as interrupted:
         train(config, shard_dir, tmp_path / "resumed", progress=kill_at_step_7, quiet=True)
     assert interrupted.value.step == 6
     assert interrupted.value.checkpoint.name == "step_00000006"
-    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL or callable(
-        signal.getsignal(signal.SIGTERM))
+    assert interrupted.value.signal_name == stop_signal.name
+    assert interrupted.value.exit_status == 128 + stop_signal
+    for number, before in dispositions_before.items():  # the trainer restores what it found
+        assert signal.getsignal(number) is before
     stats = train(config, shard_dir, tmp_path / "resumed", quiet=True)
     assert stats["resumed_from_step"] == 6 and stats["steps"] == 12
     assert_bitwise_equal(weights(tmp_path / "resumed"), weights(tmp_path / "straight"))
@@ -145,6 +157,30 @@ def test_sigterm_then_resume_is_bitwise_identical_to_an_uninterrupted_run(shard_
         assert torch.equal(a["exp_avg_sq"], b["exp_avg_sq"])
     log_steps = [json.loads(x)["step"] for x in (tmp_path / "resumed" / "log.jsonl").open()]
     assert log_steps == [json.loads(x)["step"] for x in (tmp_path / "straight" / "log.jsonl").open()]
+
+
+def test_checkpoint_state_lands_where_it_belongs_with_a_non_cpu_map_location(shard_dir,
+                                                                               tmp_path):
+    """Resuming on a GPU read the RNG state onto the GPU (torch.set_rng_state then refuses it).
+
+    "meta" is a non-CPU device every machine has: model and optimizer tensors must follow the
+    training device, RNG states must stay CPU byte tensors that the generators accept."""
+    train(micro_config(max_steps=4), shard_dir, tmp_path / "run", quiet=True)
+    path = latest_checkpoint(tmp_path / "run" / "checkpoints") / "checkpoint.pt"
+    naive = read_checkpoint(path, map_location="meta")  # the old code path
+    with pytest.raises((TypeError, RuntimeError, NotImplementedError)):
+        restore_rng_states(naive["extra"]["rng"])
+
+    state = read_training_state(path, torch.device("meta"))
+    assert {t.device.type for t in state["model"].values()} == {"meta"}
+    optimizer_tensors = [value for per_parameter in state["optimizer"]["state"].values()
+                         for value in per_parameter.values() if torch.is_tensor(value)]
+    assert optimizer_tensors and {t.device.type for t in optimizer_tensors} == {"meta"}
+    rng = state["extra"]["rng"]["torch"]
+    assert rng.device.type == "cpu" and rng.dtype == torch.uint8
+    before = torch.get_rng_state()
+    restore_rng_states(state["extra"]["rng"])
+    torch.set_rng_state(before)
 
 
 def test_crash_after_a_periodic_checkpoint_resumes_exactly(shard_dir, tmp_path):
