@@ -1,19 +1,40 @@
 """lmlib.web: from crawl files to documents worth training on.
 
 Reading (`warc`), HTML to text (`extract`), the first stage (`documents`), the embedded sample
-crawl (`sample_crawl`), and the quality and safety filters.
+crawl (`sample_crawl`), and the quality and safety filters (`language`, `pii`, `harmful`,
+`gopher`, `quality`) that `filter_chain` runs in order. The per-document filter functions are
+the public interface and import from here; fastText itself loads only when a model is used.
 """
 
 from lmlib.web.documents import DOCUMENT_SCHEMA, ExtractConfig, extract_documents
 from lmlib.web.extract import extract_text_from_html_bytes
+from lmlib.web.filter_chain import FilterConfig, filter_documents
+from lmlib.web.gopher import gopher_quality_filter, gopher_repetition_filter
+from lmlib.web.harmful import classify_nsfw, classify_toxic_speech
+from lmlib.web.language import identify_language
+from lmlib.web.pii import mask_emails, mask_ips, mask_phone_numbers, mask_pii
+from lmlib.web.quality import classify_quality, train_quality_classifier
 from lmlib.web.warc import ReadReport, WarcRecord, iter_warc_records
 
 __all__ = [
     "DOCUMENT_SCHEMA",
     "ExtractConfig",
+    "FilterConfig",
     "ReadReport",
     "WarcRecord",
+    "classify_nsfw",
+    "classify_quality",
+    "classify_toxic_speech",
     "extract_documents",
     "extract_text_from_html_bytes",
+    "filter_documents",
+    "gopher_quality_filter",
+    "gopher_repetition_filter",
+    "identify_language",
     "iter_warc_records",
+    "mask_emails",
+    "mask_ips",
+    "mask_phone_numbers",
+    "mask_pii",
+    "train_quality_classifier",
 ]
