@@ -12,7 +12,7 @@ What is notable:
   one program per key tile looping over query tiles; dQ with one program per query tile looping
   over key tiles. Each is split into unmasked and masked loops like the forward.
 - Tile sizes, warps and pipeline stages are autotuned per head dim, dtype, causality and sequence
-  bucket on the GPU. Under TRITON_INTERPRET=1 one large tile is used (the interpreter's cost is
+  bucket on the GPU; the choice is cached on disk and reported when made (lmlib.kernels.tuning). Under TRITON_INTERPRET=1 one large tile is used (the interpreter's cost is
   programs x iterations) and 16-bit tiles are upcast to float32, since the interpreter's bf16
   `tl.dot` is wrong.
 - Head dims that are not powers of two are zero-padded (scores and outputs are unchanged).
@@ -26,6 +26,8 @@ import os
 import torch
 import triton
 import triton.language as tl
+
+from lmlib.kernels.tuning import autotune, launch
 
 INTERPRET = os.environ.get("TRITON_INTERPRET", "0") == "1"
 # LMLIB_ATTENTION_AUTOTUNE=0 takes each kernel's first (default) tiles: quick GPU test runs.
@@ -372,8 +374,8 @@ def _bwd_dq_kernel(
 def _autotuned(kernel, tiles, tiles_256):
     """Two autotuned wrappers of one kernel: head dims up to 128, and 256 (less shared memory)."""
     return {
-        "up_to_128": triton.autotune(configs=_configs(tiles), key=TUNE_KEY)(kernel),
-        "256": triton.autotune(configs=_configs(tiles_256), key=TUNE_KEY)(kernel),
+        "up_to_128": autotune(_configs(tiles), TUNE_KEY)(kernel),
+        "256": autotune(_configs(tiles_256), TUNE_KEY)(kernel),
     }
 
 
@@ -403,6 +405,13 @@ def _seq_bucket(seq_q: int, seq_k: int) -> int:
     return min(triton.next_power_of_2(max(seq_q, seq_k)), 4096)
 
 
+def _tuning_shape(q: torch.Tensor, seq_k: int, is_causal: bool) -> str:
+    """The tuning key in words, for the autotuning report."""
+    mask = "causal" if is_causal else "full"
+    return (f"head dim {q.shape[-1]}, {str(q.dtype).removeprefix('torch.')}, {mask}, sequence "
+            f"bucket {_seq_bucket(q.shape[2], seq_k)}")
+
+
 def _size_class(head_dim: int) -> str:
     return "256" if head_dim > 128 else "up_to_128"
 
@@ -420,7 +429,8 @@ def _forward_op(
     def grid(meta):
         return (triton.cdiv(seq_q, meta["BLOCK_M"]), batch * heads)
 
-    kernel[grid](
+    launch(
+        kernel, grid, "attention forward", _tuning_shape(q, seq_k, is_causal),
         q, k, v, out, lse, sm_scale, *_strides(q), *_strides(k), *_strides(v), *_strides(out),
         heads, seq_q, seq_k, _seq_bucket(seq_q, seq_k), **_common_meta(q, is_causal),
     )  # fmt: skip
@@ -464,7 +474,9 @@ def _backward_op(
     def grid_keys(m):
         return (triton.cdiv(seq_k, m["BLOCK_N"]), batch * heads)
 
-    _DKDV[size][grid_keys](
+    shape = _tuning_shape(q, seq_k, is_causal)
+    launch(
+        _DKDV[size], grid_keys, "attention backward dK/dV", shape,
         q, k, v, grad_out, grad_k, grad_v, lse, delta, sm_scale,
         *_strides(q), *_strides(k), *_strides(v), *_strides(grad_out),
         *_strides(grad_k), *_strides(grad_v), heads, seq_q, seq_k, bucket, **meta,
@@ -473,7 +485,8 @@ def _backward_op(
     def grid_queries(m):
         return (triton.cdiv(seq_q, m["BLOCK_M"]), batch * heads)
 
-    _DQ[size][grid_queries](
+    launch(
+        _DQ[size], grid_queries, "attention backward dQ", shape,
         q, k, v, grad_out, grad_q, lse, delta, sm_scale,
         *_strides(q), *_strides(k), *_strides(v), *_strides(grad_out), *_strides(grad_q),
         heads, seq_q, seq_k, bucket, **meta,

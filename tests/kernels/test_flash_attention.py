@@ -173,6 +173,35 @@ def test_gpu_bfloat16_matches_naive_attention(is_causal, seq, head_dim):
 
 
 @pytest.mark.gpu
+@pytest.mark.parametrize("head_dim", [64, 256])
+def test_gpu_every_tile_configuration_is_correct(head_dim, monkeypatch):
+    """The other GPU tests run on each kernel's first tiles (LMLIB_ATTENTION_AUTOTUNE=0 in
+    conftest); this runs forward and backward on every tile configuration the autotuner may
+    pick, at a ragged length that exercises the masked loops."""
+    import triton
+
+    from lmlib.kernels import flash_attention_triton as kernels
+
+    size = "256" if head_dim > 128 else "up_to_128"
+    tables = {
+        "_FWD": (kernels._fwd_kernel, kernels.FWD_TILES_256 if head_dim > 128 else kernels.FWD_TILES),
+        "_DKDV": (kernels._bwd_dkdv_kernel,
+                  kernels.DKDV_TILES_256 if head_dim > 128 else kernels.DKDV_TILES),
+        "_DQ": (kernels._bwd_dq_kernel, kernels.DQ_TILES_256 if head_dim > 128 else kernels.DQ_TILES),
+    }
+    q, k, v = random_qkv((1, 2, 1000, head_dim), dtype=torch.bfloat16, device="cuda")
+    for number in range(max(len(tiles) for _, tiles in tables.values())):
+        for name, (kernel, tiles) in tables.items():
+            m, n, warps, stages = tiles[number % len(tiles)]
+            config = triton.Config({"BLOCK_M": m, "BLOCK_N": n}, num_warps=warps, num_stages=stages)
+            monkeypatch.setitem(getattr(kernels, name), size,
+                                triton.autotune([config], key=kernels.TUNE_KEY)(kernel))
+        for is_causal in (False, True):
+            errors = forward_backward_errors(FlashAttention2, q, k, v, is_causal)
+            assert max(errors) < 2e-2, (number, is_causal, errors)
+
+
+@pytest.mark.gpu
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float16])
 def test_gpu_other_dtypes(dtype):
     q, k, v = random_qkv((1, 4, 1000, 64), dtype=dtype, device="cuda")
