@@ -1,28 +1,34 @@
 """Launching `python -m lmlib.train` under torchrun through Dagster Pipes.
 
 `launch_torchrun_training` runs `python -m torch.distributed.run ... -m
-dagster_project.pipes_train ...` (lmlib.train's CLI with Pipes reporting) as a
-PipesSubprocessClient subprocess: rank 0 of the training streams its log records into the run
+dagster_project.pipes_train ...` (lmlib.train's CLI with Pipes reporting) as a subprocess in a
+Dagster Pipes session: rank 0 of the training streams its log records into the run
 (`context.log`) and sends its final stats (loss, tokens/s, MFU, ...) back as a Pipes custom
 message, which this function returns, the same dict `lmlib.train.train` returns in-process.
-Assets that use the GPUs carry `pool=GPU_POOL`, so that Dagster runs one at a time (set the
-pool's limit with `dagster instance concurrency set gpu 1`, or `concurrency: pools:` in
-dagster.yaml).
+Assets that use the GPUs carry `pool=GPU_POOL`, whose limit the project sets in the instance
+(dagster_project.policies), so that Dagster runs one of them at a time.
 
 On a cluster the same command runs on every node (nnodes > 1 with a rendezvous endpoint), or
 behind a Pipes client for Kubernetes (dagster-k8s PipesK8sClient) or Slurm; only the
 single-node subprocess path is exercised by the tests.
 """
 
+import contextlib
+import math
 import os
+import signal
+import subprocess
 import sys
 from collections.abc import Mapping, Sequence
 
-from dagster import PipesSubprocessClient
+from dagster import (
+    PipesClientCompletedInvocation,
+    PipesTempFileContextInjector,
+    PipesTempFileMessageReader,
+    open_pipes_session,
+)
 
 from dagster_project.pipes_train import STATS_MESSAGE_KIND
-
-GPU_POOL = "gpu"
 
 
 def torchrun_command(nproc_per_node: int, nnodes: int, train_args: Sequence[str],
@@ -45,6 +51,16 @@ def torchrun_command(nproc_per_node: int, nnodes: int, train_args: Sequence[str]
     return command + ["-m", "dagster_project.pipes_train", *train_args]
 
 
+def termination_timeout_seconds(parameters: int) -> float:
+    """How long a stopped training may take to write its checkpoint before it is killed.
+
+    The weights and AdamW's two moments in float32 (12 bytes a parameter) at a pessimistic
+    100 MB/s, plus a minute for the step in flight and the process group: 75 s for GPT-2 small,
+    about 3 minutes for a 1B model.
+    """
+    return 60.0 + 12 * parameters / 100e6
+
+
 def launch_torchrun_training(
     context,
     *,
@@ -55,20 +71,39 @@ def launch_torchrun_training(
     rdzv_endpoint: str | None = None,
     node_rank: int | None = None,
     cwd: str | None = None,
+    termination_timeout_s: float = 60.0,
 ) -> dict:
     """Runs the training under torchrun via Pipes; returns rank 0's final stats.
 
     train_args: the arguments of `python -m lmlib.train` (e.g. ["--config", "cfg.json",
     "--data-dir", ..., "--run-dir", ..., "--strategy", "ddp"]). Raises when the subprocess
     fails or reports no stats.
+
+    Termination (Dagster's "Terminate" raises an interrupt in this process): SIGINT goes to
+    torchrun, which forwards it to its workers; they write a checkpoint and exit. torchrun is
+    told to wait `termination_timeout_s` for them, and after that long this function kills the
+    whole process group, so no worker outlives the run holding a GPU.
     """
     command = torchrun_command(nproc_per_node, nnodes, train_args, rdzv_endpoint, node_rank)
     context.log.info(f"launching: {' '.join(command)}")
     child_env = {"OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1"),
-                 "PYTHONUNBUFFERED": "1", **(env or {})}
-    invocation = PipesSubprocessClient(cwd=cwd).run(
-        context=context, command=command, env=child_env
-    )
+                 "PYTHONUNBUFFERED": "1",
+                 "TORCH_ELASTIC_SHUTDOWN_TIMEOUT": str(math.ceil(termination_timeout_s)),
+                 **(env or {})}
+    with open_pipes_session(context=context, context_injector=PipesTempFileContextInjector(),
+                            message_reader=PipesTempFileMessageReader()) as session:
+        # its own session: signals reach torchrun only from here, and the group can be killed
+        process = subprocess.Popen(command, cwd=cwd, start_new_session=True, env={
+            **os.environ, **child_env, **session.get_bootstrap_env_vars()})
+        try:
+            returncode = process.wait()
+        except BaseException:  # Dagster's termination, Ctrl-C, or anything else: stop cleanly
+            _stop(process, context, termination_timeout_s)
+            raise
+    if returncode != 0:
+        raise RuntimeError(f"torchrun training exited with status {returncode}; its output "
+                           "above says why (the run directory keeps the last checkpoint)")
+    invocation = PipesClientCompletedInvocation(session)
     reported = [message["stats"] for message in invocation.get_custom_messages()
                 if isinstance(message, dict) and message.get("kind") == STATS_MESSAGE_KIND]
     if not reported:
@@ -77,3 +112,22 @@ def launch_torchrun_training(
             "dagster-pipes installed in the training environment?"
         )
     return reported[-1]
+
+
+def _stop(process: subprocess.Popen, context, timeout_s: float) -> None:
+    """SIGINT to torchrun, up to `timeout_s` for the checkpoint, then SIGKILL to the group."""
+    if process.poll() is not None:
+        return
+    context.log.info(f"stopping torchrun: SIGINT, then up to {timeout_s:.0f} s for the workers "
+                     "to write a checkpoint")
+    process.send_signal(signal.SIGINT)
+    try:
+        process.wait(timeout=timeout_s)
+        context.log.info(f"torchrun stopped (exit status {process.returncode})")
+    except subprocess.TimeoutExpired:
+        context.log.warning(f"torchrun still running after {timeout_s:.0f} s; killing its "
+                            "process group")
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)  # stray workers, if any
+        process.wait()

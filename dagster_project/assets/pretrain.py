@@ -5,14 +5,23 @@ import json
 import shutil
 from pathlib import Path
 
-from dagster import AssetExecutionContext, Config, MaterializeResult, MetadataValue, asset
+from dagster import (
+    AssetExecutionContext,
+    Config,
+    Failure,
+    MaterializeResult,
+    MetadataValue,
+    asset,
+)
 
 from dagster_project.assets.tokens import bpe_tokenizer, token_shards
-from dagster_project.launcher import GPU_POOL, launch_torchrun_training
+from dagster_project.launcher import launch_torchrun_training, termination_timeout_seconds
 from dagster_project.metadata import image_markdown, markdown_table, numbers
+from dagster_project.policies import GPU_POOL, TRAINING_RETRY_POLICY
 from dagster_project.resources import Storage
 from dagster_project.stage import run_stage, upstream
-from lmlib.train import get_preset, train
+from lmlib.model import TransformerLM
+from lmlib.train import TrainingInterrupted, get_preset, read_index, train
 
 
 class BaseModelConfig(Config):
@@ -50,6 +59,7 @@ class BaseModelConfig(Config):
 
 
 @asset(deps=[token_shards, bpe_tokenizer], group_name="pretrain", kinds={"pytorch"}, pool=GPU_POOL,
+       retry_policy=TRAINING_RETRY_POLICY,
        description="A TransformerLM trained from scratch on the token shards; resumes from the "
                    "latest checkpoint of the same run when re-materialized after a crash.")
 def base_model(
@@ -67,21 +77,33 @@ def base_model(
     context.log.info(f"training in {run_dir} (checkpoints there survive a crash)")
 
     def log_progress(record: dict) -> None:
-        if record.get("kind") == "eval" or record.get("step", 0) % 50 == 0:
+        if record["kind"] == "status":
+            context.log.info(f"[+{record['elapsed_s']:.1f} s] {record['message']}")
+        elif record["kind"] == "eval" or record["step"] % 50 == 0:
             context.log.info(json.dumps(record))
 
     def produce(out: Path) -> dict:
         if config.launcher == "torchrun":
             run_dir.mkdir(parents=True, exist_ok=True)
             (run_dir / "train_config.json").write_text(json.dumps(train_config.to_dict()))
+            vocab_size = train_config.model.vocab_size or read_index(shards)["vocab_size"]
+            parameters = TransformerLM(train_config.model, vocab_size=vocab_size,
+                                       device="meta").num_parameters()
             stats = launch_torchrun_training(
                 context, nproc_per_node=config.nproc_per_node, nnodes=config.nnodes,
                 train_args=["--config", str(run_dir / "train_config.json"), "--data-dir",
                             str(shards), "--run-dir", str(run_dir), "--tokenizer-dir",
-                            str(tokenizer)])
+                            str(tokenizer)],
+                termination_timeout_s=termination_timeout_seconds(parameters))
         elif config.launcher == "inprocess":
-            stats = train(train_config, shards, run_dir, progress=log_progress,
-                          tokenizer_dir=tokenizer, quiet=True)
+            try:
+                stats = train(train_config, shards, run_dir, progress=log_progress,
+                              tokenizer_dir=tokenizer, quiet=True)
+            except TrainingInterrupted as stopped:
+                # Terminate in the UI sends SIGINT: a checkpoint was written; never retried.
+                raise Failure(str(stopped), allow_retries=stopped.signal_name != "SIGINT",
+                              metadata={"stopped_at_step": stopped.step,
+                                        "checkpoint": str(stopped.checkpoint)}) from stopped
         else:
             raise ValueError(f"launcher must be inprocess or torchrun, got {config.launcher!r}")
         shutil.copytree(run_dir / "model", out / "model")

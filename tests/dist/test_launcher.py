@@ -11,7 +11,8 @@ from dagster import (
     materialize,
 )
 
-from dagster_project.launcher import GPU_POOL, launch_torchrun_training, torchrun_command
+from dagster_project.launcher import launch_torchrun_training, torchrun_command
+from dagster_project.policies import GPU_POOL
 from tests.train.conftest import write_shards
 
 
