@@ -17,9 +17,13 @@ Notable:
 - the gather is an autograd Function whose backward reduce-scatters the full-weight gradient
   asynchronously; `finish_gradient_synchronization()` waits and adds each rank's slice,
   divided by the world size, to its shard's float32 `.grad`;
-- in float32 every operation the model sees is the single-process one on the same weights, and
-  a two-rank sum is exact, so training matches single-process training on the same data
-  bitwise (gradient accumulation over the ranks' micro-batches).
+- in float32 each rank's forward and backward are the single-process ones on the same weights
+  (the gathered weight is a contiguous view laid out like the parameter, so matmuls take the
+  same path), a two-rank sum is exact and so is dividing by a power-of-two world size: training
+  equals, bitwise, one process running each rank's rows as a micro-batch and summing. Against
+  one pass over the whole global batch it differs by a few ulps, as any data parallelism does:
+  that pass sums a weight gradient's rows inside one matmul, while each rank must round its
+  partial sum before the ranks add them (tests/dist/workers.py shows it).
 """
 
 import bisect

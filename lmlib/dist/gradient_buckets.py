@@ -10,7 +10,10 @@ Notable:
   rank (unused in its forward) contributes zeros there, and is left without a gradient only
   when no rank produced one, as in single-process training;
 - buckets not full when backward ends (a parameter that got no gradient) are launched by
-  `finish`, which then waits for every bucket and divides by the world size.
+  `finish`, which then waits for every bucket and divides by the world size: each rank's loss
+  is the mean over its equal share of the global batch, so this is the global mean, and for a
+  power-of-two world size dividing after the sum rounds exactly as dividing each row's term
+  by the global count would (the sum itself still rounds each rank's partial sum first).
 """
 
 import weakref

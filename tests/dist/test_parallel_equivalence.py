@@ -1,5 +1,7 @@
 """DDP, ZeRO-1 and FSDP on 2 gloo processes against single-process training on the same
-global batch (the comparisons themselves run inside each rank: tests/dist/workers.py)."""
+global batch (the comparisons themselves run inside each rank: tests/dist/workers.py, whose
+docstring says why float32 runs equal the ranks' micro-batches summed in one process bitwise,
+and one full-batch pass within a few units in the last place)."""
 
 import pytest
 import torch
@@ -10,7 +12,8 @@ from tests.dist.spawn import run_on_ranks
 
 def test_ddp_equals_single_process_for_bucket_sizes_with_tied_frozen_and_unused_params():
     # None: one bucket; 0: one all-reduce per tensor; 0.001 MB: several buckets.
-    # Two ranks sum exactly, so gradients and parameters are bitwise equal.
+    # Two ranks sum exactly, so gradients and parameters are bitwise equal to the ranks'
+    # micro-batches run in one process, and within a few ulps of one full-batch pass.
     run_on_ranks(workers.ddp_suite, 2)
 
 
@@ -22,9 +25,16 @@ def test_fsdp_float32_bitwise_float16_close_and_shard_gradients():
     run_on_ranks(workers.fsdp_suite, 2)
 
 
+def test_batch_split_changes_only_the_row_sums_of_parameter_gradients():
+    """Why the full-batch comparisons need a tolerance: per-row values are bitwise the same
+    in a split batch, the parameter gradients' sums over rows are not (one process, one
+    thread, deterministic algorithms: the ranks' settings)."""
+    run_on_ranks(workers.rows_agree_between_full_and_split_batch, 1)
+
+
 @pytest.mark.slow
 def test_four_processes():
-    """The same code paths on 4 ranks (sums in another order: compared with tolerances)."""
+    """The same code paths on 4 ranks (sums of four in another order: no bitwise check)."""
     run_on_ranks(workers.four_rank_suite, 4)
 
 
