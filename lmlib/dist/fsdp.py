@@ -23,7 +23,10 @@ Notable:
   equals, bitwise, one process running each rank's rows as a micro-batch and summing. Against
   one pass over the whole global batch it differs by a few ulps, as any data parallelism does:
   that pass sums a weight gradient's rows inside one matmul, while each rank must round its
-  partial sum before the ranks add them (tests/dist/workers.py shows it).
+  partial sum before the ranks add them (tests/dist/workers.py shows it). A model built with
+  `ModelConfig.batch_invariant_gradients` closes that gap on two ranks: its weight gradients are
+  trees over sequences, each rank's a subtree of the full batch's (lmlib.model.batch_invariant;
+  tied weights excepted, since their two uses are gathered and reduced separately here).
 """
 
 import bisect

@@ -13,7 +13,9 @@ Notable:
   `finish`, which then waits for every bucket and divides by the world size: each rank's loss
   is the mean over its equal share of the global batch, so this is the global mean, and for a
   power-of-two world size dividing after the sum rounds exactly as dividing each row's term
-  by the global count would (the sum itself still rounds each rank's partial sum first).
+  by the global count would (the sum itself still rounds each rank's partial sum first; with
+  `ModelConfig.batch_invariant_gradients` two ranks' partial sums are the halves of the full
+  batch's tree, and the result is bitwise the single-process one: lmlib.model.batch_invariant).
 """
 
 import weakref

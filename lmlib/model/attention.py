@@ -15,7 +15,7 @@ import math
 import torch
 from torch import nn
 
-from lmlib.model.layers import Linear, RMSNorm, RotaryPositionalEmbedding
+from lmlib.model.layers import Linear, RMSNorm, RotaryPositionalEmbedding, linear
 
 ATTENTION_BACKENDS = ("auto", "torch", "flash_torch", "flash_triton")
 
@@ -109,6 +109,7 @@ class MultiHeadSelfAttention(nn.Module):
     """
 
     fuse_qkv = True
+    batch_invariant_gradients = False  # for the fused q/k/v matmul: lmlib.model.batch_invariant
 
     def __init__(
         self,
@@ -179,6 +180,8 @@ class MultiHeadSelfAttention(nn.Module):
         when decoding, where concatenating the weights every token would cost more."""
         if whole_sequence and self.fuse_qkv:
             weight = torch.cat((self.q_proj.weight, self.k_proj.weight, self.v_proj.weight))
+            if self.batch_invariant_gradients:  # per-sequence gradient of the stacked weight
+                return linear(x, weight, True).chunk(3, dim=-1)
             return (x @ weight.t()).chunk(3, dim=-1)
         return self.q_proj(x), self.k_proj(x), self.v_proj(x)
 

@@ -5,7 +5,10 @@ Notable:
 - RMSNorm computes in float32 and casts back, so bf16 activations stay stable;
 - RoPE rotates *adjacent* pairs (x0, x1), (x2, x3), ... (the CS336 convention, not the
   half-split one of GPT-NeoX), and its cos/sin tables are non-persistent buffers, so they never
-  enter a checkpoint.
+  enter a checkpoint;
+- Linear, Embedding and RMSNorm own the parameters; with `batch_invariant_gradients` set (by
+  `ModelConfig.batch_invariant_gradients`) their parameter gradients are trees of per-sequence
+  sums (lmlib.model.batch_invariant says why and what it costs); the forward is the same.
 """
 
 import math
@@ -13,10 +16,41 @@ import math
 import torch
 from torch import nn
 
+from lmlib.model.batch_invariant import (
+    per_sequence,
+    sequence_count,
+    sequence_embedding,
+    sequence_linear,
+    sequence_scale,
+)
+
 
 def silu(x: torch.Tensor) -> torch.Tensor:
     """SiLU (swish): x * sigmoid(x)."""
     return x * torch.sigmoid(x)
+
+
+def batch_invariant_applies(enabled: bool, weight: torch.Tensor) -> bool:
+    """Whether a layer takes the batch-invariant path: the mode is on and a gradient is being
+    recorded for the weight (evaluation and generation take the default path either way)."""
+    return enabled and torch.is_grad_enabled() and weight.requires_grad
+
+
+def linear(x: torch.Tensor, weight: torch.Tensor,
+           batch_invariant_gradients: bool = False) -> torch.Tensor:
+    """x @ weight^T; with batch_invariant_gradients, the weight's gradient is a tree of
+    per-sequence gradients (x is (batch, ..., in))."""
+    if batch_invariant_applies(batch_invariant_gradients, weight):
+        return sequence_linear(x, per_sequence(weight, sequence_count(x)))
+    return x @ weight.t()
+
+
+def set_batch_invariant_gradients(module: nn.Module, enabled: bool = True) -> None:
+    """Switches the mode on every layer in `module` that has it (Linear, Embedding, RMSNorm,
+    attention's fused q/k/v projection)."""
+    for submodule in module.modules():
+        if hasattr(type(submodule), "batch_invariant_gradients"):
+            submodule.batch_invariant_gradients = enabled
 
 
 def default_d_ff(d_model: int, multiple_of: int = 64) -> int:
@@ -28,6 +62,8 @@ def default_d_ff(d_model: int, multiple_of: int = 64) -> int:
 class Linear(nn.Module):
     """y = x W^T with W of shape (out_features, in_features); no bias."""
 
+    batch_invariant_gradients = False  # see lmlib.model.batch_invariant
+
     def __init__(self, in_features: int, out_features: int, device=None, dtype=None):
         super().__init__()
         self.in_features = in_features
@@ -36,7 +72,14 @@ class Linear(nn.Module):
         std = math.sqrt(2.0 / (in_features + out_features))
         nn.init.trunc_normal_(self.weight, mean=0.0, std=std, a=-3 * std, b=3 * std)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, weight_per_sequence: torch.Tensor | None = None
+                ) -> torch.Tensor:
+        """weight_per_sequence: this layer's weight already broadcast over sequences
+        (batch-invariant mode, a weight tied to another layer: one broadcast for both uses)."""
+        if weight_per_sequence is not None:
+            return sequence_linear(x, weight_per_sequence)
+        if self.batch_invariant_gradients:
+            return linear(x, self.weight, True)
         return x @ self.weight.t()
 
     def extra_repr(self) -> str:
@@ -45,6 +88,8 @@ class Linear(nn.Module):
 
 class Embedding(nn.Module):
     """Lookup table of shape (num_embeddings, embedding_dim), N(0, 1) clipped at +-3."""
+
+    batch_invariant_gradients = False  # see lmlib.model.batch_invariant
 
     def __init__(self, num_embeddings: int, embedding_dim: int, device=None, dtype=None):
         super().__init__()
@@ -55,7 +100,14 @@ class Embedding(nn.Module):
         )
         nn.init.trunc_normal_(self.weight, mean=0.0, std=1.0, a=-3.0, b=3.0)
 
-    def forward(self, token_ids: torch.Tensor) -> torch.Tensor:
+    def forward(self, token_ids: torch.Tensor, weight_per_sequence: torch.Tensor | None = None
+                ) -> torch.Tensor:
+        """weight_per_sequence: as in Linear.forward (a tied table's single broadcast)."""
+        if weight_per_sequence is not None:
+            return sequence_embedding(token_ids, weight_per_sequence)
+        if batch_invariant_applies(self.batch_invariant_gradients, self.weight):
+            sequences = token_ids.shape[0] if token_ids.dim() >= 2 else 1
+            return sequence_embedding(token_ids, per_sequence(self.weight, sequences))
         return self.weight[token_ids]
 
     def extra_repr(self) -> str:
@@ -64,6 +116,8 @@ class Embedding(nn.Module):
 
 class RMSNorm(nn.Module):
     """x / rms(x) * weight, computed in float32 and returned in the input's dtype."""
+
+    batch_invariant_gradients = False  # see lmlib.model.batch_invariant
 
     def __init__(self, d_model: int, eps: float = 1e-5, device=None, dtype=None):
         super().__init__()
@@ -74,6 +128,9 @@ class RMSNorm(nn.Module):
         in_dtype = x.dtype
         x = x.float()
         rms_inverse = torch.rsqrt(x.pow(2).mean(dim=-1, keepdim=True) + self.eps)
+        if batch_invariant_applies(self.batch_invariant_gradients, self.weight):
+            gain = per_sequence(self.weight.float(), sequence_count(x))
+            return sequence_scale(x * rms_inverse, gain).to(in_dtype)
         return (x * rms_inverse * self.weight.float()).to(in_dtype)
 
 

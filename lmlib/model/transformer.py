@@ -2,7 +2,10 @@
 
 Notable: pre-norm RMSNorm, RoPE (no absolute position embeddings), SwiGLU, no biases, untied
 input and output embeddings. Each of these can be switched off for ablations (`ModelConfig`);
-all switches are off by default. State-dict keys follow the CS336 layout:
+all switches are off by default. `batch_invariant_gradients` (off by default, for verification)
+makes parameter gradients trees of per-sequence sums, so two data-parallel ranks train bitwise
+like one process on the whole batch (lmlib.model.batch_invariant). State-dict keys follow the
+CS336 layout:
 `token_embeddings.weight`, `layers.{i}.attn.{q,k,v,output}_proj.weight`, `layers.{i}.ln1.weight`,
 `layers.{i}.ffn.{w1,w2,w3}.weight`, `layers.{i}.ln2.weight`, `ln_final.weight`, `lm_head.weight`.
 """
@@ -14,6 +17,7 @@ import torch
 from torch import nn
 
 from lmlib.model.attention import ATTENTION_BACKENDS, KVCache, MultiHeadSelfAttention
+from lmlib.model.batch_invariant import per_sequence
 from lmlib.model.layers import (
     Embedding,
     Linear,
@@ -21,7 +25,9 @@ from lmlib.model.layers import (
     RMSNorm,
     SiLUFeedForward,
     SwiGLU,
+    batch_invariant_applies,
     default_d_ff,
+    set_batch_invariant_gradients,
 )
 
 
@@ -45,6 +51,10 @@ class ModelConfig:
     silu_ffn: bool = False
     tie_embeddings: bool = False
     qk_norm: bool = False
+    # parameter gradients as fixed trees of per-sequence sums: two data-parallel ranks then
+    # match one process on the whole batch bitwise; costs batch x weight memory per layer in
+    # backward, for verification only (lmlib.model.batch_invariant)
+    batch_invariant_gradients: bool = False
 
     def __post_init__(self):
         if self.d_model % self.num_heads:
@@ -115,6 +125,8 @@ class TransformerBlock(nn.Module):
         else:
             self.ln1 = RMSNorm(d_model, config.norm_eps, device=device, dtype=dtype)
             self.ln2 = RMSNorm(d_model, config.norm_eps, device=device, dtype=dtype)
+        if config.batch_invariant_gradients:
+            set_batch_invariant_gradients(self)
 
     def forward(
         self,
@@ -169,6 +181,8 @@ class TransformerLM(nn.Module):
             # one matrix for both: keep the output layer's small init, since N(0, 1) logits of
             # size sqrt(d_model) would saturate the softmax at the start
             self.token_embeddings.weight = self.lm_head.weight
+        if config.batch_invariant_gradients:
+            set_batch_invariant_gradients(self)
 
     def forward(
         self,
@@ -183,12 +197,25 @@ class TransformerLM(nn.Module):
                 f"sequence of {offset + seq_len} tokens exceeds context_length="
                 f"{self.config.context_length}"
             )
-        x = self.token_embeddings(token_ids)
+        tied = self._tied_weight_per_sequence(token_ids)
+        x = self.token_embeddings(token_ids, tied)
         for index, layer in enumerate(self.layers):
             x = layer(x, token_positions, kv_cache, index)
         if kv_cache is not None:
             kv_cache.advance(seq_len)
-        return self.lm_head(self.ln_final(x))
+        return self.lm_head(self.ln_final(x), tied)
+
+    def _tied_weight_per_sequence(self, token_ids: torch.Tensor) -> torch.Tensor | None:
+        """Batch-invariant mode with tied embeddings: one broadcast of the shared matrix for
+        both its uses, so their per-sequence gradients add before the tree over sequences.
+        None otherwise, and under FSDP (which gathers the two uses' weights separately: each
+        use's gradient is then a tree of its own, not exact across ranks)."""
+        weight = self.lm_head.weight
+        if (not self.config.tie_embeddings or weight is None
+                or weight is not self.token_embeddings.weight
+                or not batch_invariant_applies(self.config.batch_invariant_gradients, weight)):
+            return None
+        return per_sequence(weight, token_ids.shape[0] if token_ids.dim() >= 2 else 1)
 
     def num_parameters(self, exclude_embeddings: bool = False) -> int:
         """Distinct parameters; without the input embedding table (a lookup, no FLOPs) if asked."""

@@ -176,6 +176,8 @@ def _start_wandb(config: TrainConfig, run_dir: Path):
 
 
 def _check_resumable(saved: dict, config: TrainConfig, checkpoint: Path) -> None:
+    # through the dataclass, so that a field added since the checkpoint compares as its default
+    saved = TrainConfig.from_dict(saved).to_dict()
     current = config.to_dict()
     changed = [name for name in RESUME_INVARIANT_FIELDS if saved.get(name) != current[name]]
     if changed:

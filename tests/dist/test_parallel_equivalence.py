@@ -1,7 +1,8 @@
 """DDP, ZeRO-1 and FSDP on 2 gloo processes against single-process training on the same
 global batch (the comparisons themselves run inside each rank: tests/dist/workers.py, whose
 docstring says why float32 runs equal the ranks' micro-batches summed in one process bitwise,
-and one full-batch pass within a few units in the last place)."""
+and one full-batch pass within a few units in the last place; with batch-invariant gradients,
+bitwise equal to that pass too)."""
 
 import pytest
 import torch
@@ -25,10 +26,21 @@ def test_fsdp_float32_bitwise_float16_close_and_shard_gradients():
     run_on_ranks(workers.fsdp_suite, 2)
 
 
+def test_batch_invariant_gradients_make_ddp_and_fsdp_equal_one_full_batch_pass_bitwise():
+    """ModelConfig.batch_invariant_gradients (lmlib.model.batch_invariant): each parameter
+    gradient is a halving tree of per-sequence sums, each rank's half of the batch is a subtree
+    and the two-rank sum is the root, so float32 gradients and parameters after every step equal
+    one process's single forward and backward over the global batch bitwise: DDP with tied,
+    frozen and unused parameters (one bucket, several; two accumulated micro-batches) and FSDP
+    (with and without activation checkpointing). Exact for two ranks only: gloo adds four
+    ranks' partial sums in another order than the tree."""
+    run_on_ranks(workers.batch_invariant_suite, 2)
+
+
 def test_batch_split_changes_only_the_row_sums_of_parameter_gradients():
-    """Why the full-batch comparisons need a tolerance: per-row values are bitwise the same
-    in a split batch, the parameter gradients' sums over rows are not (one process, one
-    thread, deterministic algorithms: the ranks' settings)."""
+    """Why the default mode's full-batch comparisons need a tolerance: per-row values are
+    bitwise the same in a split batch, the parameter gradients' sums over rows are not (one
+    process, one thread, deterministic algorithms: the ranks' settings)."""
     run_on_ranks(workers.rows_agree_between_full_and_split_batch, 1)
 
 

@@ -30,6 +30,11 @@ units in these tests, its parameters by at most 1.7 (AdamW normalises the gradie
 adds its own rounding to the drift carried from the last, so the bounds grow with the steps
 taken: 8 and 4 units per step. The worst seen over three steps (DDP with accumulation, two and
 four ranks, FSDP) is 13.1 of the 24 allowed for gradients, 3.5 of 12 for parameters.
+
+With ModelConfig.batch_invariant_gradients (lmlib.model.batch_invariant) every parameter
+gradient is a fixed halving tree over the batch of per-sequence sums: each of two ranks computes
+one subtree of the full batch's tree and their sum is its root, so `batch_invariant_suite`
+compares DDP and FSDP with `full_batch_step` bitwise, gradients and parameters, every step.
 """
 
 import copy
@@ -123,10 +128,16 @@ def assert_within_ulps(actual: torch.Tensor, expected: torch.Tensor, ulps: float
                                   f"largest entry, more than {ulps}")
 
 
-def ddp_matches_single_process(rank: int, world_size: int, bucket_sizes, accumulation: int):
+def ddp_matches_single_process(rank: int, world_size: int, bucket_sizes, accumulation: int,
+                               batch_invariant: bool = False):
+    """batch_invariant: ModelConfig.batch_invariant_gradients; on two ranks gradients and
+    parameters then equal the full-batch pass bitwise, accumulating two micro-batches too."""
     exact = world_size == 2 and accumulation == 1
+    exact_full = world_size == 2 and batch_invariant and accumulation <= 2
     for bucket_size_mb in bucket_sizes:
-        model = tiny_model(seed=rank, tie_embeddings=True)  # ranks differ until the broadcast
+        # ranks differ until the broadcast
+        model = tiny_model(seed=rank, tie_embeddings=True,
+                           batch_invariant_gradients=batch_invariant)
         model.layers[0].ln1.weight.requires_grad_(False)  # a frozen parameter
         unused = torch.nn.Parameter(torch.ones(3))  # requires grad, never used
         model.register_parameter("unused", unused)
@@ -160,6 +171,8 @@ def ddp_matches_single_process(rank: int, world_size: int, bucket_sizes, accumul
                     continue
                 if exact:
                     assert_same(p.grad, micro.grad, what)
+                if exact_full:
+                    assert_same(p.grad, full.grad, f"{what} (full batch)")
                 assert_within_ulps(p.grad, full.grad, FULL_BATCH_GRADIENT_ULPS * (step + 1),
                                    what)
             optimizer.step()
@@ -169,6 +182,8 @@ def ddp_matches_single_process(rank: int, world_size: int, bucket_sizes, accumul
                 what = f"bucket {bucket_size_mb} step {step} param {name}"
                 if exact:
                     assert_same(p.detach(), micro.detach(), what)
+                if exact_full:
+                    assert_same(p.detach(), full.detach(), f"{what} (full batch)")
                 assert_within_ulps(p.detach(), full.detach(),
                                    FULL_BATCH_PARAMETER_ULPS * (step + 1), what)
         assert model.unused.grad is None
@@ -226,11 +241,16 @@ def zero1_matches_adamw(rank: int, world_size: int):
                                    reference_state[index]["exp_avg_sq"], rtol=1e-7, atol=0)
 
 
-def fsdp_matches_single_process(rank: int, world_size: int, compute_dtype, checkpointing: str):
+def fsdp_matches_single_process(rank: int, world_size: int, compute_dtype, checkpointing: str,
+                                batch_invariant: bool = False):
+    """batch_invariant: ModelConfig.batch_invariant_gradients; in float32 on two ranks
+    gradients and parameters then equal the full-batch pass bitwise."""
     torch.use_deterministic_algorithms(True)
     exact = compute_dtype is None and world_size == 2
-    model = tiny_model(seed=rank)
-    reference = tiny_model(seed=0)  # the full batch in float32, else the mixed-precision recipe
+    exact_full = exact and batch_invariant
+    model = tiny_model(seed=rank, batch_invariant_gradients=batch_invariant)
+    # the full batch in float32, else the mixed-precision recipe
+    reference = tiny_model(seed=0, batch_invariant_gradients=batch_invariant)
     micro_reference = copy.deepcopy(reference)  # float32 only: the ranks' own arithmetic
     apply_activation_checkpointing(model, checkpointing)
     fsdp = FSDP(model, compute_dtype=compute_dtype)
@@ -257,13 +277,16 @@ def fsdp_matches_single_process(rank: int, world_size: int, compute_dtype, check
 
     def check(actual, expected, micro, what, ulps, scale=None):
         """float32: bitwise equal to the micro-batches (two ranks), within `ulps` of the full
-        batch; float16: within 1e-4 of the mixed-precision recipe."""
+        batch, bitwise equal to it too with batch-invariant gradients (two ranks); float16:
+        within 1e-4 of the mixed-precision recipe."""
         if compute_dtype is not None:
             torch.testing.assert_close(actual, expected, rtol=0, atol=1e-4,
                                        msg=lambda message: f"{what}: {message}")
             return
         if exact:
             assert_same(actual, micro, what)
+        if exact_full:
+            assert_same(actual, expected, f"{what} (full batch)")
         assert_within_ulps(actual, expected, ulps, what, scale)
 
     for step in range(3):
@@ -303,6 +326,8 @@ def fsdp_matches_single_process(rank: int, world_size: int, compute_dtype, check
         loss = loss_of(fsdp, tokens)
         if exact:
             assert_same(loss, loss_of(micro_reference, tokens), "evaluation loss")
+        if exact_full:
+            assert_same(loss, loss_of(reference, tokens), "evaluation loss (full batch)")
         if compute_dtype is None:  # weights within the parameters' allowance after 3 steps
             assert_within_ulps(loss, loss_of(reference, tokens), FULL_BATCH_PARAMETER_ULPS * 3,
                                "evaluation loss")
@@ -354,6 +379,14 @@ def fsdp_suite(rank: int, world_size: int):
     fsdp_matches_single_process(rank, world_size, None, "none")  # bitwise
     fsdp_matches_single_process(rank, world_size, torch.float16, "none")  # within 1e-4
     fsdp_matches_single_process(rank, world_size, None, "every")  # recomputation: bitwise too
+
+
+def batch_invariant_suite(rank: int, world_size: int):
+    """ModelConfig.batch_invariant_gradients on: bitwise equal to one full-batch pass."""
+    ddp_matches_single_process(rank, world_size, [None, 0.001], 1, batch_invariant=True)
+    ddp_matches_single_process(rank, world_size, [0.001], 2, batch_invariant=True)
+    fsdp_matches_single_process(rank, world_size, None, "none", batch_invariant=True)
+    fsdp_matches_single_process(rank, world_size, None, "every", batch_invariant=True)
 
 
 def four_rank_suite(rank: int, world_size: int):

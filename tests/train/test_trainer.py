@@ -209,6 +209,17 @@ def test_resume_with_a_different_model_is_refused(shard_dir, tmp_path):
         train(changed, shard_dir, tmp_path / "run", quiet=True)
 
 
+def test_a_checkpoint_from_before_a_new_config_field_still_resumes(shard_dir, tmp_path):
+    """A field added to the config since the checkpoint was written compares as its default."""
+    train(micro_config(max_steps=4), shard_dir, tmp_path / "run", quiet=True)
+    saved = latest_checkpoint(tmp_path / "run" / "checkpoints") / "config.json"
+    older = json.loads(saved.read_text())
+    del older["model"]["batch_invariant_gradients"]
+    saved.write_text(json.dumps(older))
+    stats = train(micro_config(max_steps=6), shard_dir, tmp_path / "run", quiet=True)
+    assert stats["resumed_from_step"] == 4
+
+
 def test_nan_loss_stops_with_an_error_naming_the_step(shard_dir, tmp_path, monkeypatch):
     calls = {"n": 0}
 
