@@ -1,4 +1,8 @@
-"""Asset checks: what must hold before data flows on (blocking) and what a person should see."""
+"""Asset checks: what must hold before data flows on (blocking) and what a person should see.
+
+The blocking per-file checks record their failures (`stage.recorded`), so that a failed crawl
+file stays failed in the UI with its reason while the global stages go on without it.
+"""
 
 
 import pyarrow.parquet as pq
@@ -7,6 +11,7 @@ from dagster import AssetCheckExecutionContext, AssetCheckResult, asset_check
 from dagster_project.assets.web import web_documents
 from dagster_project.partitions import crawl_partitions
 from dagster_project.resources import Storage
+from dagster_project.stage import recorded
 from lmlib.artifacts import read_manifest
 from lmlib.web.documents import DOCUMENT_SCHEMA, DOCUMENTS_FILE
 
@@ -17,15 +22,22 @@ def web_documents_nonempty_with_schema(
     context: AssetCheckExecutionContext, storage: Storage
 ) -> AssetCheckResult:
     directory = storage.artifact_dir("web_documents", context.partition_key)
-    read_manifest(directory)
+    counts = read_manifest(directory)["counts"]
     schema = pq.read_schema(directory / DOCUMENTS_FILE)
     rows = pq.ParquetFile(directory / DOCUMENTS_FILE).metadata.num_rows
     schema_ok = schema.remove_metadata().equals(DOCUMENT_SCHEMA)
-    return AssetCheckResult(
+    skipped = ", ".join(f"{reason}: {n}" for reason, n in counts.get("skipped", {}).items())
+    if not schema_ok:
+        description = f"schema differs: {schema}"
+    elif rows == 0:  # e.g. a damaged download: "0 documents: garbage_before_record: 1"
+        description = f"0 documents: {skipped or 'no HTML responses'}"
+    else:
+        description = None
+    return recorded(context, storage, AssetCheckResult(
         passed=schema_ok and rows > 0,
         metadata={"rows": rows, "schema_matches": schema_ok},
-        description=None if schema_ok else f"schema differs: {schema}",
-    )
+        description=description,
+    ))
 
 
 def _filter_manifest(storage: Storage, partition: str) -> dict:
@@ -37,14 +49,22 @@ def _filter_manifest(storage: Storage, partition: str) -> dict:
 def filter_funnel_adds_up(context: AssetCheckExecutionContext, storage: Storage) -> AssetCheckResult:
     counts = _filter_manifest(storage, context.partition_key)
     removed = sum(counts["removed"].values())
-    return AssetCheckResult(
-        passed=removed + counts["kept"] == counts["documents_in"],
+    passed = removed + counts["kept"] == counts["documents_in"]
+    return recorded(context, storage, AssetCheckResult(
+        passed=passed,
         metadata={"documents_in": counts["documents_in"], "removed": removed, "kept": counts["kept"]},
-    )
+        description=None if passed else (
+            f"{removed} removed + {counts['kept']} kept != {counts['documents_in']} documents in"),
+    ))
 
 
 @asset_check(asset="filtered_documents", blocking=True, partitions_def=crawl_partitions,
              description="Some documents survive filtering (thresholds are not rejecting everything).")
 def filter_keeps_something(context: AssetCheckExecutionContext, storage: Storage) -> AssetCheckResult:
     counts = _filter_manifest(storage, context.partition_key)
-    return AssetCheckResult(passed=counts["kept"] > 0, metadata={"kept": counts["kept"]})
+    removed = ", ".join(f"{name}: {n}" for name, n in counts["removed"].items() if n)
+    return recorded(context, storage, AssetCheckResult(
+        passed=counts["kept"] > 0, metadata={"kept": counts["kept"]},
+        description=None if counts["kept"] > 0 else (
+            f"0 of {counts['documents_in']} documents kept (removed by {removed or 'nothing'})"),
+    ))

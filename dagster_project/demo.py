@@ -2,7 +2,9 @@
 
 Runs go into the Dagster instance in $LMPIPE_HOME/dagster, so `make ui` shows them afterwards.
 The graph is walked in dependency order and split into layers of assets that share a
-partitioning: a per-file layer runs once per crawl file, a global layer once.
+partitioning: a per-file layer runs once per crawl file, a global layer once. A crawl file that
+fails (a damaged download) drops out and the rest flow on; the failures are listed at the end,
+and the exit status is non-zero only when nothing could be built.
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from dataclasses import dataclass, field
 
 from dagster import AssetKey, DagsterInstance, materialize
 
@@ -44,24 +47,90 @@ def layers(defs) -> list[tuple[bool, list[AssetKey]]]:
     return grouped
 
 
-def run_everything(defs, instance: DagsterInstance, log=print, partitions: list[str] | None = None) -> None:
-    """Materialize every asset (and its checks), layer by layer; `partitions` narrows the files."""
-    partition_keys = register_crawl_partitions(instance)
+@dataclass
+class LayerFailure:
+    """One run of the demo that failed: which assets, which crawl partition (None: global)."""
+
+    assets: str
+    partition: str | None
+    reason: str
+
+
+@dataclass
+class DemoOutcome:
+    """What the demo built and what failed; `stopped` says why nothing more could be built."""
+
+    built: list[str] = field(default_factory=list)
+    failures: list[LayerFailure] = field(default_factory=list)
+    stopped: str | None = None
+
+    @property
+    def succeeded(self) -> bool:
+        return self.stopped is None
+
+    def summary(self) -> str:
+        lines = [f"{len(self.failures)} failed (see the runs in `make ui`):"]
+        lines += [f"  {f.assets} [{f.partition or 'global'}]: {f.reason}" for f in self.failures]
+        return "\n".join(lines)
+
+
+def failure_reason(result) -> str:
+    """Why a run failed, in a line: its failed checks' descriptions, else its steps' errors."""
+    checks = [f"{e.check_name}: {e.description or 'failed'}"
+              for e in result.get_asset_check_evaluations() if not e.passed]
+    if checks:
+        return "; ".join(checks)
+    return "; ".join(_step_error(event.step_failure_data)
+                     for event in result.get_step_failure_events()) or "the run failed"
+
+
+def _step_error(failure) -> str:
+    """A raised dagster.Failure's description, else the innermost cause's first line (the
+    outer ones only say that the op failed)."""
+    if failure.user_failure_data is not None and failure.user_failure_data.description:
+        return failure.user_failure_data.description
+    error = failure.error
+    while error is not None and error.cause is not None:
+        error = error.cause
+    return error.message.strip().splitlines()[0] if error is not None else "the step failed"
+
+
+def run_everything(defs, instance: DagsterInstance, log=print,
+                   partitions: list[str] | None = None) -> DemoOutcome:
+    """Materialize every asset (and its checks), layer by layer; `partitions` narrows the files.
+
+    A crawl file that fails a per-file layer (a damaged download extracts to 0 documents) is
+    dropped from the later per-file layers and the global layers go on without it. The demo
+    stops only when no file is left or a global layer fails.
+    """
+    outcome = DemoOutcome()
+    alive = register_crawl_partitions(instance)
     if partitions is not None:
-        partition_keys = [key for key in partition_keys if key in partitions]
+        alive = [key for key in alive if key in partitions]
     everything = [*defs.assets, *(defs.asset_checks or [])]
     for partitioned, keys in layers(defs):
         names = ", ".join(key.to_user_string() for key in keys)
-        for partition in partition_keys if partitioned else [None]:
+        for partition in list(alive) if partitioned else [None]:
             label = f"{names} [{partition}]" if partition else names
             log(f"materializing {label} ...")
             started = time.perf_counter()
             result = materialize(everything, selection=keys, partition_key=partition,
                                  instance=instance, resources=defs.resources,
                                  raise_on_error=False, run_config=QUIET_LOGS)
-            if not result.success:
-                raise SystemExit(f"materializing {label} failed; see the run in `make ui`")
-            log(f"  done in {time.perf_counter() - started:.1f} s")
+            if result.success:
+                outcome.built.append(label)
+                log(f"  done in {time.perf_counter() - started:.1f} s")
+                continue
+            outcome.failures.append(LayerFailure(names, partition, failure_reason(result)))
+            log(f"  FAILED: {outcome.failures[-1].reason}")
+            if partition is None:
+                outcome.stopped = f"the global stage {names} failed: {outcome.failures[-1].reason}"
+                return outcome
+            alive.remove(partition)
+        if partitioned and not alive:
+            outcome.stopped = f"no crawl file got through {names}, so nothing downstream can be built"
+            return outcome
+    return outcome
 
 
 def main() -> None:
@@ -71,8 +140,16 @@ def main() -> None:
     from dagster_project.definitions import defs  # after DAGSTER_HOME is set
 
     with DagsterInstance.get() as instance:
-        run_everything(defs, instance)
-    print(f"\nAll assets materialized. Artifacts: {lmpipe_home() / 'artifacts'}")
+        outcome = run_everything(defs, instance)
+    sys.stdout.flush()
+    if not outcome.succeeded:
+        raise SystemExit(f"\nThe pipeline stopped: {outcome.stopped}.\n{outcome.summary()}")
+    if outcome.failures:
+        print(f"\nAll assets materialized from the files that could be read; {outcome.summary()}")
+        print("The global assets' metadata (`left_out`) lists the files they went on without.")
+    else:
+        print("\nAll assets materialized.")
+    print(f"Artifacts: {lmpipe_home() / 'artifacts'}")
     print("Open the Dagster UI with `make ui` (http://127.0.0.1:3000) to see lineage, runs and metadata.")
     sys.stdout.flush()
 

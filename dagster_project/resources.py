@@ -28,6 +28,10 @@ class Storage(ConfigurableResource):
         base = self.home_path / "artifacts" / asset
         return base / partition.replace("/", "__") if partition else base
 
+    def failure_dir(self, asset: str, partition: str) -> Path:
+        """Why `asset`'s blocking checks failed for `partition`: one JSON record per failed check."""
+        return self.home_path / "failures" / asset / partition.replace("/", "__")
+
     def crawl_file(self, partition: str) -> Path:
         path = self.crawl_path / partition
         if not path.is_file():

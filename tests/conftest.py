@@ -19,6 +19,12 @@ except ImportError:  # pragma: no cover
 if not _has_cuda:
     os.environ.setdefault("TRITON_INTERPRET", "1")
 os.environ.setdefault("WANDB_MODE", "disabled")
+# GPU tests take each attention kernel's first tiles: autotuning every tested shape cost minutes
+# (one backward test spent 163 s). test_gpu_every_tile_configuration_is_correct checks the rest.
+os.environ.setdefault("LMLIB_ATTENTION_AUTOTUNE", "0")
+# A retried training step waits 0.1 s (then 0.3, 0.7) in tests, not 30 s; read when
+# dagster_project.policies is first imported, which is after this file.
+os.environ.setdefault("LMPIPE_TRAINING_RETRY_DELAY", "0.1")
 
 from benchmarks.common import REPO_ROOT, SHARED  # noqa: E402, F401  (one place that finds ../shared)
 
@@ -67,7 +73,8 @@ def materialize_pipeline(home: Path) -> None:
     with lmpipe_environment(home):
         ensure_dagster_home()
         with DagsterInstance.get() as instance:
-            run_everything(defs, instance, log=lambda message: None)
+            outcome = run_everything(defs, instance, log=lambda message: None)
+    assert outcome.succeeded and not outcome.failures, outcome.summary()
 
 
 @pytest.fixture(scope="session")

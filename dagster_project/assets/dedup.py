@@ -5,10 +5,16 @@ from pathlib import Path
 from dagster import AssetExecutionContext, MaterializeResult, MetadataValue, asset
 
 from dagster_project.assets.filters import filtered_documents
-from dagster_project.metadata import counts_table, image_markdown, markdown_table, numbers
+from dagster_project.metadata import (
+    counts_table,
+    image_markdown,
+    markdown_table,
+    numbers,
+    partitions_metadata,
+)
 from dagster_project.partitions import crawl_partitions
 from dagster_project.resources import DedupSettings, Storage
-from dagster_project.stage import partition_dirs, run_stage, upstream
+from dagster_project.stage import partition_inputs, run_stage, upstream
 from lmlib.dedup import (
     CLUSTERS_FILE,
     SIGNATURES_FILE,
@@ -47,11 +53,11 @@ def duplicate_clusters(
     context: AssetExecutionContext, storage: Storage, dedup: DedupSettings
 ) -> MaterializeResult:
     config = dedup.to_config()
-    sources = partition_dirs(context, storage, "minhash_signatures")
+    sources = partition_inputs(context, storage, "minhash_signatures")
     final = storage.artifact_dir("duplicate_clusters")
 
     def produce(out: Path) -> dict:
-        stats = find_duplicate_clusters([s / SIGNATURES_FILE for s in sources.values()], out,
+        stats = find_duplicate_clusters([s / SIGNATURES_FILE for s in sources.dirs.values()], out,
                                         config)
         render_s_curve(out / "s_curve.png", config.num_bands, config.rows_per_band,
                        config.jaccard_threshold)
@@ -62,9 +68,10 @@ def duplicate_clusters(
 
     stats = run_stage(final, "duplicate_clusters", produce, config=config,
                       count_keys=("documents", "clusters", "duplicates_removed"),
-                      inputs={p: upstream(s) for p, s in sources.items()})
+                      inputs={p: upstream(s) for p, s in sources.dirs.items()})
     lsh = stats["lsh"]
     return MaterializeResult(metadata={
+        **partitions_metadata(sources),
         **numbers(stats, ["documents", "candidate_pairs", "verified_pairs", "clusters",
                           "cross_partition_clusters", "duplicates_removed", "duplicate_rate",
                           "seconds", "peak_rss_mb"]),

@@ -5,10 +5,16 @@ from pathlib import Path
 from dagster import AssetExecutionContext, Config, MaterializeResult, MetadataValue, asset
 
 from dagster_project.assets.web import web_documents
-from dagster_project.metadata import counts_table, image_markdown, markdown_table, numbers
+from dagster_project.metadata import (
+    counts_table,
+    image_markdown,
+    markdown_table,
+    numbers,
+    partitions_metadata,
+)
 from dagster_project.partitions import crawl_partitions
 from dagster_project.resources import Storage
-from dagster_project.stage import partition_dirs, run_stage, upstream
+from dagster_project.stage import partition_inputs, run_stage, upstream
 from lmlib.plots import bar_chart
 from lmlib.web.filter_chain import FilterConfig, filter_documents
 from lmlib.web.quality import build_quality_classifier
@@ -34,8 +40,8 @@ def quality_classifier(
 ) -> MaterializeResult:
     reference = Path(config.reference_path) if config.reference_path else (
         storage.crawl_path / REFERENCE_NAME)
-    sources = partition_dirs(context, storage, "web_documents")
-    documents = [source / "documents.parquet" for source in sources.values()]
+    sources = partition_inputs(context, storage, "web_documents")
+    documents = [source / "documents.parquet" for source in sources.dirs.values()]
     final = storage.artifact_dir("quality_classifier")
     stats = run_stage(
         final, "quality_classifier",
@@ -44,9 +50,10 @@ def quality_classifier(
             held_out_fraction=config.held_out_fraction, epoch=config.epoch, lr=config.lr,
             wordNgrams=config.word_ngrams),
         config=config.model_dump(), count_keys=("positives", "negatives", "held_out_documents"),
-        inputs={p: upstream(s) for p, s in sources.items()},
+        inputs={p: upstream(s) for p, s in sources.dirs.items()},
     )
     return MaterializeResult(metadata={
+        **partitions_metadata(sources),
         **numbers(stats, ["positives", "negatives", "train_documents", "held_out_documents",
                           "held_out_precision", "held_out_recall", "held_out_accuracy",
                           "train_seconds"]),

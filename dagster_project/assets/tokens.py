@@ -14,9 +14,9 @@ from dagster import (
 )
 
 from dagster_project.assets.dedup import deduplicated_documents
-from dagster_project.metadata import markdown_table, numbers
+from dagster_project.metadata import markdown_table, numbers, partitions_metadata
 from dagster_project.resources import Storage
-from dagster_project.stage import partition_dirs, run_stage, upstream
+from dagster_project.stage import partition_inputs, run_stage, upstream
 from lmlib.corpus import CorpusConfig, build_pretraining_corpus
 from lmlib.tokenizer import (
     ShardConfig,
@@ -45,18 +45,20 @@ class PretrainingCorpusConfig(Config):
 def pretraining_corpus(
     context: AssetExecutionContext, config: PretrainingCorpusConfig, storage: Storage
 ) -> MaterializeResult:
-    sources = partition_dirs(context, storage, "deduplicated_documents")
+    sources = partition_inputs(context, storage, "deduplicated_documents")
     corpus_config = CorpusConfig(**config.model_dump())
     stats = run_stage(
         storage.artifact_dir("pretraining_corpus"), "pretraining_corpus",
-        lambda out: build_pretraining_corpus([s / "documents.parquet" for s in sources.values()], out,
-                                             corpus_config),
+        lambda out: build_pretraining_corpus(
+            [s / "documents.parquet" for s in sources.dirs.values()], out, corpus_config),
         config=corpus_config,
         count_keys=("train_documents", "val_documents", "train_bytes", "val_bytes"),
-        inputs={p: upstream(s) for p, s in sources.items()})
-    return MaterializeResult(metadata=numbers(
-        stats, ["input_documents", "train_documents", "val_documents", "train_bytes",
-                "val_bytes", "dropped_empty_documents"]))
+        inputs={p: upstream(s) for p, s in sources.dirs.items()})
+    return MaterializeResult(metadata={
+        **numbers(stats, ["input_documents", "train_documents", "val_documents", "train_bytes",
+                          "val_bytes", "dropped_empty_documents"]),
+        **partitions_metadata(sources),
+    })
 
 
 class BpeTokenizerConfig(Config):

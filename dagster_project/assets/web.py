@@ -49,7 +49,7 @@ def web_documents(
     stats = run_stage(
         storage.artifact_dir("web_documents", context.partition_key), "web_documents",
         lambda out: extract_documents(crawl_file, out, extract_config, log=context.log.info),
-        config=extract_config, count_keys=("records", "documents", "records_skipped"),
+        config=extract_config, count_keys=("records", "documents", "records_skipped", "skipped"),
         inputs={"crawl_file": crawl_file.name, "sha256": sha256_file(crawl_file)},
     )
     context.log.info(f"{crawl_file.name}: {stats['documents']} documents, skipped {stats['skipped']}")

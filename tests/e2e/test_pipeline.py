@@ -48,7 +48,9 @@ def test_rematerializing_a_partition_gives_identical_content_hashes(pipeline_hom
     directory = home / "artifacts" / "web_documents" / PARTITIONS[0]
     before = (directory / "manifest.json").read_text()
     with DagsterInstance.from_config(str(dagster_home)) as instance:
-        run_everything(_only_web(defs), instance, log=lambda m: None, partitions=[PARTITIONS[0]])
+        outcome = run_everything(_only_web(defs), instance, log=lambda m: None,
+                                 partitions=[PARTITIONS[0]])
+    assert outcome.succeeded and not outcome.failures, outcome.summary()
     after = (directory / "manifest.json").read_text()
     assert json.loads(after)["files"] == json.loads(before)["files"]
 
