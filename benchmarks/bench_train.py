@@ -17,9 +17,14 @@ Diagnostic variants add options after a colon: `ours-flash_triton:ce=torch:opt=f
 plain-ops loss, our multi-tensor AdamW), `:ce=compiled` (our plain-ops loss through
 torch.compile), `:qkv=separate` (three q/k/v matmuls).
 `--profile N` prints the kernels that take the most GPU time over N steps of each variant.
+`--first-step` measures instead the time from launch to the end of the first training step of
+`python -m lmlib.train --config gpt2-small` (random tokens, batch 32 x 1024, compile on), twice
+in fresh processes sharing fresh Triton and Inductor cache directories: the first run compiles
+and autotunes everything, the second finds it all on disk.
 
     python benchmarks/bench_train.py [--steps 20] [--warmup 5] [--batch 32] [--no-compile]
         [--variants reference,ours-torch,ours-flash_triton] [--profile 2] [--out DIR]
+    python benchmarks/bench_train.py --first-step
 """
 
 import argparse
@@ -248,6 +253,56 @@ def measure(variant: str, model, compiled, args) -> dict:
     return result
 
 
+def write_random_shards(directory: Path, tokens: int, vocab_size: int) -> Path:
+    """A token-shard directory (lmpipe-token-shards/1) of uniform random ids: the time to the
+    first step does not depend on what the tokens say."""
+    import json
+
+    import numpy as np
+
+    directory.mkdir(parents=True, exist_ok=True)
+    ids = np.random.default_rng(0).integers(0, vocab_size, tokens, dtype=np.uint16)
+    ids.astype("<u2").tofile(directory / "train_00000.bin")
+    index = {"format": "lmpipe-token-shards/1", "dtype": "uint16", "vocab_size": vocab_size,
+             "eot_token_id": 0, "splits": {"train": {"tokens": tokens, "documents": 1, "shards": [
+                 {"file": "train_00000.bin", "tokens": tokens, "documents": 1}]}}}
+    (directory / "index.json").write_text(json.dumps(index))
+    return directory
+
+
+def time_to_first_step(batch: int) -> list[dict]:
+    """Two fresh `python -m lmlib.train` processes over one pair of fresh cache directories."""
+    import json
+    import tempfile
+
+    results = []
+    with tempfile.TemporaryDirectory() as scratch:
+        scratch = Path(scratch)
+        shards = write_random_shards(scratch / "shards", 4_000_000, SHAPE["vocab_size"])
+        env = {**os.environ, "TRITON_CACHE_DIR": str(scratch / "triton-cache"),
+               "TORCHINDUCTOR_CACHE_DIR": str(scratch / "inductor-cache")}
+        for attempt in ("first run (cold caches)", "second run (warm caches)"):
+            command = [sys.executable, "-m", "lmlib.train", "--config", "gpt2-small",
+                       "--data-dir", str(shards), "--run-dir", str(scratch / attempt[:5]),
+                       "--set", f"batch_size={batch}", "--set", "grad_accum_steps=1",
+                       "--set", "max_steps=2", "--set", "model.vocab_size=50304"]
+            started = time.perf_counter()
+            finished = subprocess.run(command, env=env, capture_output=True, text=True,
+                                      cwd=Path(__file__).resolve().parents[1])
+            wall = time.perf_counter() - started
+            if finished.returncode != 0:
+                raise RuntimeError(f"{' '.join(command)} failed:\n{finished.stderr[-3000:]}")
+            stats = json.loads(finished.stdout[finished.stdout.index("{\n"):])
+            statuses = [line for line in finished.stdout.splitlines() if line.startswith("[status")]
+            results.append({"run": attempt, "seconds_to_first_step": stats["seconds_to_first_step"],
+                            "process_seconds": wall, "status": statuses})
+            print(f"{attempt}: first step after {stats['seconds_to_first_step']:.1f} s "
+                  f"(process {wall:.1f} s)", flush=True)
+            for line in statuses:
+                print("   ", line, flush=True)
+    return results
+
+
 def flash_kernels_available() -> bool:
     try:
         from lmlib.kernels import flash_attention  # noqa: F401
@@ -278,9 +333,23 @@ def main() -> None:
                         help="profile this many steps of each variant and print the top kernels")
     parser.add_argument("--out", type=Path, default=None,
                         help="write the full profiler tables into this directory")
+    parser.add_argument("--first-step", action="store_true",
+                        help="measure the time to the first training step, cold and warm")
     args = parser.parse_args()
     if not torch.cuda.is_available():
         sys.exit("bench_train needs a CUDA GPU")
+    if args.first_step:
+        results = time_to_first_step(args.batch)
+        print(f"\nbench_train --first-step, {datetime.date.today().isoformat()}: gpt2-small "
+              f"preset, batch {args.batch} x 1024, compile on; machine: {platform.platform()}, "
+              f"GPU {torch.cuda.get_device_name()}, torch {torch.__version__}, "
+              f"triton {triton_version()}\n")
+        print("| run | seconds to first step | process seconds |")
+        print("|---|---:|---:|")
+        for r in results:
+            print(f"| {r['run']} | {r['seconds_to_first_step']:.1f} | "
+                  f"{r['process_seconds']:.1f} |")
+        return
     if args.out is not None:
         args.out.mkdir(parents=True, exist_ok=True)
     torch.backends.cuda.matmul.allow_tf32 = True

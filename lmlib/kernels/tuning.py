@@ -27,11 +27,11 @@ def launch(kernel, grid, name: str, shape: str, *args, **kwargs) -> None:
         kernel[grid](*args, **kwargs)
         return
     _seen.add((name, shape))
-    logger.info(f"autotuning {name} for {shape}: {len(kernel.configs)} tile configurations "
-                "(results are cached on disk for later runs)")
+    logger.info(f"choosing tiles for {name} ({shape}) among {len(kernel.configs)} "
+                "configurations: benchmarked once, then read from the disk cache")
     kernel.bench_time = None  # set by Triton only when it benchmarks (not on a disk-cache hit)
     started = time.perf_counter()
     kernel[grid](*args, **kwargs)
     source = "benchmarked" if kernel.bench_time is not None else "read from the disk cache"
-    logger.info(f"autotuned {name} for {shape} in {time.perf_counter() - started:.1f} s "
-                f"({source}): {kernel.best_config}")
+    logger.info(f"tiles for {name} ({shape}) {source} in {time.perf_counter() - started:.1f} s: "
+                f"{kernel.best_config}")

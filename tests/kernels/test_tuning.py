@@ -30,7 +30,7 @@ def test_first_launch_of_a_shape_is_reported_with_its_choice(caplog):
         tuning.launch(kernel, (1,), "test kernel", "shape two")
     messages = [record.getMessage() for record in caplog.records]
     assert kernel.launches == 3
-    assert messages[0].startswith("autotuning test kernel for shape one: 2 tile configurations")
+    assert messages[0].startswith("choosing tiles for test kernel (shape one) among 2")
     assert "benchmarked" in messages[1] and messages[1].endswith("tiles B")
     assert len(messages) == 4  # shape one reported once, shape two once
 
