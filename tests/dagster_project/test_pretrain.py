@@ -39,7 +39,12 @@ def test_a_training_step_that_fails_once_is_retried_and_resumes(training_home, m
         result = materialize([*defs.assets, *defs.asset_checks], selection=["base_model"],
                              instance=instance, resources=defs.resources, run_config=RUN_CONFIG)
         record = instance.fetch_materializations(AssetKey("base_model"), limit=1).records[0]
+        messages = [entry.user_message for entry in instance.all_logs(result.run_id)]
     assert result.success
+    # the trainer's startup lines reach the run's logs, with their elapsed times
+    assert any("] token shards " in message for message in messages)
+    assert any("] resuming from " in message and "at step 2" in message for message in messages)
+    assert any("] first step done in " in message for message in messages)
     events = [event.event_type for event in result.all_events if event.step_key == "base_model"]
     assert events.count(DagsterEventType.STEP_UP_FOR_RETRY) == 1
     assert events.count(DagsterEventType.STEP_RESTARTED) == 1
