@@ -25,7 +25,7 @@ def ours(path: Path) -> tuple[int, float]:
     with tempfile.TemporaryDirectory() as out:
         started = time.perf_counter()
         stats = extract_documents(path, Path(out), ExtractConfig(workers=1))
-        return stats["documents"], time.perf_counter() - started
+        return stats.documents, time.perf_counter() - started
 
 
 def datatrove(path: Path) -> tuple[int, float]:

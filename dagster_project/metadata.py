@@ -1,13 +1,24 @@
-"""Turning lmlib stage statistics into metadata a person wants to read in the UI."""
+"""Turning lmlib stage results into metadata a person wants to read in the UI.
+
+`result_metadata(result)` renders any `lmlib.stage.StageResult` by the type of each field, so a
+stage's result needs no code here: numbers stay numbers (the UI plots them across
+materializations), mappings of counts and lists of rows become tables, a mapping of row lists
+becomes titled tables, a PNG path an inline image, another path a path. A field's
+`metadata={"key": ..., "value": ...}` names a counts table's columns; `{"show": False}` keeps a
+field out of the UI.
+"""
 
 from __future__ import annotations
 
 import base64
+import dataclasses
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from dagster import MetadataValue
+
+from lmlib.stage import StageResult
 
 
 def markdown_table(rows: Sequence[Mapping[str, Any]], columns: Sequence[str] | None = None) -> str:
@@ -59,3 +70,51 @@ def partitions_metadata(inputs) -> dict[str, MetadataValue]:
         "left_out": MetadataValue.md(markdown_table(
             [{"partition": key, "reason": reason} for key, reason in inputs.left_out.items()])),
     }
+
+
+def _number(value: float | int) -> MetadataValue:
+    if isinstance(value, float):
+        return MetadataValue.float(float(f"{value:.6g}"))  # readable, still a number
+    return MetadataValue.int(int(value))
+
+
+def _is_rows(value: Any) -> bool:
+    return isinstance(value, list | tuple) and all(isinstance(row, Mapping) for row in value)
+
+
+def _render(value: Any, field_metadata: Mapping[str, Any], title: str) -> MetadataValue | None:
+    if value is None:
+        return None
+    if isinstance(value, bool):
+        return MetadataValue.bool(value)
+    if isinstance(value, int | float):
+        return _number(value)
+    if isinstance(value, str):
+        return MetadataValue.text(value)
+    if isinstance(value, Path):
+        return image_markdown(value, title) if value.suffix == ".png" else MetadataValue.path(
+            str(value))
+    if _is_rows(value):
+        return MetadataValue.md(markdown_table(value))
+    if isinstance(value, Mapping):
+        if value and all(_is_rows(rows) for rows in value.values()):
+            sections = [f"**{name}**\n\n{markdown_table(rows)}" for name, rows in value.items()
+                        if rows]
+            return MetadataValue.md("\n\n".join(sections) or "_(none)_")
+        return MetadataValue.md(counts_table(value, field_metadata.get("key", "name"),
+                                             field_metadata.get("value", "count")))
+    if isinstance(value, list | tuple):
+        return MetadataValue.md(markdown_table([{title: item} for item in value]))
+    return MetadataValue.text(str(value))
+
+
+def result_metadata(result: StageResult) -> dict[str, MetadataValue]:
+    """Every shown field of a stage result, rendered by its type (see the module docstring)."""
+    metadata = {}
+    for field in dataclasses.fields(result):
+        if field.metadata.get("show", True) is False:
+            continue
+        rendered = _render(getattr(result, field.name), field.metadata, field.name)
+        if rendered is not None:
+            metadata[field.name] = rendered
+    return metadata

@@ -24,13 +24,19 @@ class Storage(ConfigurableResource):
     def crawl_path(self) -> Path:
         return Path(self.crawl_dir) if self.crawl_dir else crawl_dir()
 
-    def artifact_dir(self, asset: str, partition: str | None = None) -> Path:
-        base = self.home_path / "artifacts" / asset
-        return base / partition.replace("/", "__") if partition else base
+    def artifact_dir(self, asset, partition=None) -> Path:
+        """Where `asset` (a definition, spec, AssetKey or name) keeps its artifact for
+        `partition` (None when unpartitioned; a multi-partition key gets one level a dimension)."""
+        from dagster_project.stage import asset_name, partition_path
 
-    def failure_dir(self, asset: str, partition: str) -> Path:
+        base = self.home_path / "artifacts" / asset_name(asset)
+        return base / partition_path(partition) if partition is not None else base
+
+    def failure_dir(self, asset, partition) -> Path:
         """Why `asset`'s blocking checks failed for `partition`: one JSON record per failed check."""
-        return self.home_path / "failures" / asset / partition.replace("/", "__")
+        from dagster_project.stage import asset_name, partition_path
+
+        return self.home_path / "failures" / asset_name(asset) / partition_path(partition)
 
     def crawl_file(self, partition: str) -> Path:
         path = self.crawl_path / partition

@@ -1,16 +1,29 @@
-"""The one pattern every asset follows: write into a temporary directory through an lmlib entry
-point, add the manifest, rename into place. And what a global asset reads across the crawl
-partitions: the ones whose per-file chain succeeded, the others left out with a reason."""
+"""The seam between lmlib stages and Dagster assets.
 
+- `config_class(SomeConfig)`: the Dagster run config of an asset, built from the stage's config
+  dataclass (the one source of fields and defaults); `config.build()` gives the dataclass back,
+  validated by its `__post_init__`.
+- `publish(context, storage, produce, config=..., inputs=...)`: runs `produce(output_dir)`, an
+  lmlib stage returning a `StageResult`, in a temporary directory, adds the manifest and renames
+  the directory into place, at the path that follows from the asset key and partition key.
+- `partition_inputs`: what a global asset reads across the crawl partitions: the ones whose
+  per-file chain succeeded, the others left out with a reason.
+"""
+
+import dataclasses
+import functools
 import json
+import operator
 import os
-from collections.abc import Callable, Iterable, Mapping
+import types
+import typing
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from functools import cache
 from pathlib import Path
 from typing import Any
 
-from dagster import AssetCheckResult, AssetKey, Failure
+from dagster import AssetCheckResult, AssetKey, Config, Failure
+from pydantic import create_model
 
 from lmlib.artifacts import (
     MANIFEST_NAME,
@@ -19,6 +32,87 @@ from lmlib.artifacts import (
     sha256_file,
     write_manifest,
 )
+from lmlib.stage import StageResult
+
+
+def _config_type(annotation):
+    """A dataclass field's type as Dagster config takes it: tuples become lists."""
+    origin = typing.get_origin(annotation)
+    if origin is tuple:
+        (element, *_rest) = typing.get_args(annotation) or (Any,)
+        return list[element]
+    if origin in (types.UnionType, typing.Union):
+        return functools.reduce(operator.or_, map(_config_type, typing.get_args(annotation)))
+    return annotation
+
+
+def config_class(stage_config: type, name: str | None = None) -> type[Config]:
+    """A Dagster `Config` with the fields and defaults of the dataclass `stage_config`, and a
+    `build()` that returns the dataclass (so the UI's Launchpad shows the library's fields)."""
+    hints = typing.get_type_hints(stage_config)
+    fields = {}
+    for field in dataclasses.fields(stage_config):
+        if not field.init:
+            continue
+        if field.default is not dataclasses.MISSING:
+            default = field.default
+        elif field.default_factory is not dataclasses.MISSING:
+            default = field.default_factory()
+        else:
+            default = ...
+        if isinstance(default, tuple):
+            default = list(default)
+        fields[field.name] = (_config_type(hints[field.name]), default)
+
+    def build(self):
+        values = self.model_dump()
+        for field in dataclasses.fields(stage_config):
+            if typing.get_origin(hints[field.name]) is tuple and values.get(field.name) is not None:
+                values[field.name] = tuple(values[field.name])
+        return stage_config(**values)
+
+    model = create_model(name or f"{stage_config.__name__}Settings", __base__=Config,
+                         __doc__=stage_config.__doc__, **fields)
+    model.build = build
+    return model
+
+
+def asset_name(asset) -> str:
+    """The key of an asset (definition, spec, AssetKey or string) as a path: "a/b"."""
+    key = getattr(asset, "key", asset)
+    if isinstance(key, AssetKey):
+        return "/".join(key.path)
+    return str(key)
+
+
+def partition_path(partition) -> str:
+    """A partition key as a relative directory: one level per dimension of a multi-partition
+    key ("budget=1e15/size=s"), "/" in a key kept inside its level."""
+    dimensions = getattr(partition, "keys_by_dimension", None)
+    if dimensions:
+        return "/".join(f"{name}={key.replace('/', '__')}"
+                        for name, key in sorted(dimensions.items()))
+    return str(partition).replace("/", "__")
+
+
+def publish(
+    context,
+    storage,
+    produce: Callable[[Path], StageResult],
+    *,
+    config: Any,
+    inputs: Mapping[str, Any] | None = None,
+) -> StageResult:
+    """Run `produce(temporary_dir)` and publish the directory atomically with a manifest, at the
+    artifact directory of this asset and partition. Paths in the result that point into the
+    temporary directory are moved to the published one."""
+    partition = context.partition_key if context.has_partition_key else None
+    final = storage.artifact_dir(context.asset_key, partition)
+    with atomic_directory(final) as out:
+        result = produce(out)
+        write_manifest(out, stage=asset_name(context.asset_key), config=config,
+                       counts=result.manifest_counts(), inputs=inputs)
+    return _relocated(result, out, final)
 
 
 def run_stage(
@@ -27,15 +121,24 @@ def run_stage(
     produce: Callable[[Path], dict],
     *,
     config: Any,
-    count_keys: Iterable[str],
+    count_keys,
     inputs: Mapping[str, Any] | None = None,
 ) -> dict:
-    """Run `produce(temporary_dir) -> stats` and publish the directory atomically with a manifest."""
+    """The dict-returning form of `publish`, for stages not yet converted to typed results."""
     with atomic_directory(final_dir) as out:
         stats = produce(out)
         write_manifest(out, stage=stage, config=config,
                        counts={key: stats[key] for key in count_keys}, inputs=inputs)
     return stats
+
+
+def _relocated(result: StageResult, temporary: Path, final: Path) -> StageResult:
+    changes = {}
+    for field in dataclasses.fields(result):
+        value = getattr(result, field.name)
+        if isinstance(value, Path) and value.is_relative_to(temporary):
+            changes[field.name] = final / value.relative_to(temporary)
+    return dataclasses.replace(result, **changes) if changes else result
 
 
 def upstream(directory: Path) -> str:
@@ -68,8 +171,8 @@ def recorded(context, storage, result: AssetCheckResult) -> AssetCheckResult:
     return result
 
 
-def recorded_failures(storage, asset: str, partition: str) -> list[dict]:
-    directory = storage.failure_dir(asset, partition)
+def recorded_failures(storage, asset, partition: str) -> list[dict]:
+    directory = storage.failure_dir(asset_name(asset), partition)
     return [json.loads(path.read_text()) for path in sorted(directory.glob("*.json"))]
 
 
@@ -82,7 +185,7 @@ class PartitionInputs:
     left_out: dict[str, str]
 
 
-@cache
+@functools.cache
 def per_file_lineage(asset: str) -> tuple[str, ...]:
     """`asset` and the per-file assets upstream of it, from the code location's one asset graph
     (a run's own graph holds only the selected assets and their parents)."""
@@ -94,7 +197,7 @@ def per_file_lineage(asset: str) -> tuple[str, ...]:
                  if key in lineage and graph.get(key).partitions_def is not None)
 
 
-def partition_inputs(context, storage, asset: str) -> PartitionInputs:
+def partition_inputs(context, storage, asset) -> PartitionInputs:
     """Artifact directory of `asset` for every registered crawl partition whose chain succeeded,
     in key order; the inputs of a global asset that reads all files.
 
@@ -105,6 +208,7 @@ def partition_inputs(context, storage, asset: str) -> PartitionInputs:
     """
     from dagster_project.partitions import crawl_partitions
 
+    asset = asset_name(asset)
     chain = per_file_lineage(asset)
     inputs = PartitionInputs(dirs={}, left_out={})
     for key in sorted(context.instance.get_dynamic_partitions(crawl_partitions.name)):

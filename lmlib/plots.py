@@ -1,4 +1,7 @@
-"""Small PNG plots for stage metadata (matplotlib, imported lazily, Agg backend)."""
+"""The one plotting setup: matplotlib imported lazily with the Agg backend (no display), and
+the small PNG charts stages write beside their artifacts. Every module that plots calls
+`pyplot()` rather than configuring matplotlib itself (the GPU machines may lack matplotlib, so
+nothing imports it at module level)."""
 
 from __future__ import annotations
 
@@ -6,7 +9,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 
-def _pyplot():
+def pyplot():
     import matplotlib
 
     matplotlib.use("Agg")
@@ -17,7 +20,7 @@ def _pyplot():
 
 def bar_chart(labels: Sequence[str], values: Sequence[float], path: Path, title: str,
               ylabel: str = "", horizontal: bool = False) -> Path:
-    plt = _pyplot()
+    plt = pyplot()
     figure, axis = plt.subplots(figsize=(7, 3.6), dpi=100)
     if horizontal:
         axis.barh(list(labels)[::-1], list(values)[::-1], color="#4c72b0")
@@ -27,24 +30,6 @@ def bar_chart(labels: Sequence[str], values: Sequence[float], path: Path, title:
         axis.set_ylabel(ylabel)
         axis.tick_params(axis="x", rotation=30)
     axis.set_title(title)
-    figure.tight_layout()
-    figure.savefig(path)
-    plt.close(figure)
-    return Path(path)
-
-
-def line_chart(series: dict[str, tuple[Sequence[float], Sequence[float]]], path: Path, title: str,
-               xlabel: str, ylabel: str) -> Path:
-    plt = _pyplot()
-    figure, axis = plt.subplots(figsize=(7, 3.6), dpi=100)
-    for name, (xs, ys) in series.items():
-        axis.plot(list(xs), list(ys), marker="o", markersize=3, label=name)
-    axis.set_xlabel(xlabel)
-    axis.set_ylabel(ylabel)
-    axis.set_title(title)
-    axis.grid(alpha=0.3)
-    if len(series) > 1:
-        axis.legend()
     figure.tight_layout()
     figure.savefig(path)
     plt.close(figure)

@@ -1,19 +1,12 @@
 """web group: crawl files (source, one partition each) -> extracted web documents."""
 
 
-from dagster import (
-    AssetExecutionContext,
-    AssetSpec,
-    Config,
-    MaterializeResult,
-    MetadataValue,
-    asset,
-)
+from dagster import AssetExecutionContext, AssetSpec, MaterializeResult, MetadataValue, asset
 
-from dagster_project.metadata import counts_table, markdown_table, numbers
+from dagster_project.metadata import result_metadata
 from dagster_project.partitions import crawl_partitions
 from dagster_project.resources import Storage
-from dagster_project.stage import run_stage
+from dagster_project.stage import config_class, publish
 from lmlib.artifacts import sha256_file
 from lmlib.web.documents import ExtractConfig, extract_documents
 
@@ -26,12 +19,7 @@ crawl_files = AssetSpec(
 )
 
 
-class WebDocumentsConfig(Config):
-    """Mirrors lmlib.web.ExtractConfig; defaults are the demo's."""
-
-    workers: int = 2
-    batch_records: int = 64
-    keep_http_errors: bool = False
+WebDocumentsConfig = config_class(ExtractConfig, "WebDocumentsConfig")
 
 
 @asset(
@@ -45,20 +33,16 @@ def web_documents(
     context: AssetExecutionContext, config: WebDocumentsConfig, storage: Storage
 ) -> MaterializeResult:
     crawl_file = storage.crawl_file(context.partition_key)
-    extract_config = ExtractConfig(**config.model_dump())
-    stats = run_stage(
-        storage.artifact_dir("web_documents", context.partition_key), "web_documents",
+    extract_config = config.build()
+    result = publish(
+        context, storage,
         lambda out: extract_documents(crawl_file, out, extract_config, log=context.log.info),
-        config=extract_config, count_keys=("records", "documents", "records_skipped", "skipped"),
+        config=extract_config,
         inputs={"crawl_file": crawl_file.name, "sha256": sha256_file(crawl_file)},
     )
-    context.log.info(f"{crawl_file.name}: {stats['documents']} documents, skipped {stats['skipped']}")
+    context.log.info(f"{crawl_file.name}: {result.documents} documents, skipped {result.skipped}")
     return MaterializeResult(metadata={
-        **numbers(stats, ["records", "documents", "records_skipped", "compressed_bytes_in",
-                          "payload_bytes", "text_bytes_out", "documents_per_second", "seconds"]),
-        "truncated_file": MetadataValue.bool(stats["truncated_file"]),
-        "records_by_type": MetadataValue.md(counts_table(stats["records_by_type"], "record type")),
-        "skipped_by_reason": MetadataValue.md(counts_table(stats["skipped"], "reason")),
-        "preview": MetadataValue.md(markdown_table(stats["preview"])),
-        "path": MetadataValue.path(str(storage.artifact_dir("web_documents", context.partition_key))),
+        **result_metadata(result),
+        "path": MetadataValue.path(str(storage.artifact_dir(context.asset_key,
+                                                            context.partition_key))),
     })

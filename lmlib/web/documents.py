@@ -11,13 +11,14 @@ from __future__ import annotations
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from lmlib.parallel import ordered_map
+from lmlib.stage import StageResult, check_positive
 from lmlib.web.extract import extract_text_from_html_bytes
 from lmlib.web.warc import ReadReport, iter_warc_records
 
@@ -51,6 +52,31 @@ class ExtractConfig:
     batch_records: int = 64  # records sent to a worker at a time
     keep_http_errors: bool = False  # also extract pages with a non-2xx status
     max_payload_bytes: int = 8 * 1024 * 1024  # larger payloads are skipped, not parsed
+
+    def __post_init__(self):
+        check_positive(self, "workers", "batch_records", "max_payload_bytes")
+
+
+@dataclass
+class ExtractResult(StageResult):
+    """What one crawl file gave: every record accounted for, bytes in and out, a preview."""
+
+    MANIFEST_COUNTS = ("records", "documents", "records_skipped", "skipped")
+
+    crawl_file: str
+    records: int
+    records_by_type: dict[str, int] = field(metadata={"key": "record type"})
+    documents: int
+    skipped: dict[str, int] = field(metadata={"key": "reason"})
+    records_skipped: int
+    truncated_file: bool
+    compressed_bytes_in: int
+    decompressed_bytes_in: int
+    payload_bytes: int
+    text_bytes_out: int
+    seconds: float
+    documents_per_second: float
+    preview: list[dict]
 
 
 @dataclass
@@ -136,15 +162,13 @@ def extract_documents(
     output_dir: Path,
     config: ExtractConfig | None = None,
     log: Callable[[str], None] | None = None,
-) -> dict:
+) -> ExtractResult:
     """Extract the text documents of one WARC/WET file into output_dir/documents.parquet.
 
     Returns the counts a person wants to see: records by type, documents, skips by reason,
     bytes in and out, throughput, and a few preview rows.
     """
     config = config or ExtractConfig()
-    if config.workers < 1 or config.batch_records < 1:
-        raise ValueError(f"workers and batch_records must be >= 1, got {config}")
     crawl_file = Path(crawl_file)
     output_dir.mkdir(parents=True, exist_ok=True)
     stats = ExtractStats()
@@ -165,14 +189,7 @@ def extract_documents(
     writer = pq.ParquetWriter(output_dir / DOCUMENTS_FILE, DOCUMENT_SCHEMA, compression="zstd")
     try:
         batches = track(_batches(crawl_file, config, stats, report))
-        if config.workers == 1:
-            results = map(_extract_batch, batches)
-            pool = None
-        else:
-            pool = ProcessPoolExecutor(max_workers=config.workers)
-            # map() consumes the input lazily in order; a bounded window keeps memory flat.
-            results = _bounded_map(pool, _extract_batch, batches, window=4 * config.workers)
-        for batch_results in results:
+        for batch_results in ordered_map(_extract_batch, batches, config.workers):
             rows = {name: [] for name in DOCUMENT_SCHEMA.names}
             for ordinal, text, reason in batch_results:
                 candidate = candidates.pop(ordinal)
@@ -206,38 +223,25 @@ def extract_documents(
             if log is not None and now - last_log > 5:
                 last_log = now
                 log(f"{crawl_file.name}: {stats.documents} documents after {now - started:.0f} s")
-        if pool is not None:
-            pool.shutdown()
     finally:
         writer.close()
 
     seconds = time.perf_counter() - started
     stats.records_by_type.update(report.records_by_type)
     skipped = Counter(report.skipped) + stats.skipped
-    return {
-        "crawl_file": str(crawl_file),
-        "records": report.records,
-        "records_by_type": dict(sorted(stats.records_by_type.items())),
-        "documents": stats.documents,
-        "skipped": dict(sorted(skipped.items())),
-        "records_skipped": sum(skipped.values()),
-        "truncated_file": report.truncated,
-        "compressed_bytes_in": report.compressed_bytes,
-        "decompressed_bytes_in": report.decompressed_bytes,
-        "payload_bytes": stats.payload_bytes,
-        "text_bytes_out": stats.text_bytes,
-        "seconds": round(seconds, 3),
-        "documents_per_second": round(stats.documents / seconds, 1) if seconds > 0 else 0.0,
-        "preview": preview,
-    }
-
-
-def _bounded_map(pool: ProcessPoolExecutor, function, items, window: int):
-    """Like pool.map, in order, but with at most `window` batches in flight."""
-    pending = []
-    for item in items:
-        pending.append(pool.submit(function, item))
-        if len(pending) >= window:
-            yield pending.pop(0).result()
-    for future in pending:
-        yield future.result()
+    return ExtractResult(
+        crawl_file=str(crawl_file),
+        records=report.records,
+        records_by_type=dict(sorted(stats.records_by_type.items())),
+        documents=stats.documents,
+        skipped=dict(sorted(skipped.items())),
+        records_skipped=sum(skipped.values()),
+        truncated_file=report.truncated,
+        compressed_bytes_in=report.compressed_bytes,
+        decompressed_bytes_in=report.decompressed_bytes,
+        payload_bytes=stats.payload_bytes,
+        text_bytes_out=stats.text_bytes,
+        seconds=round(seconds, 3),
+        documents_per_second=round(stats.documents / seconds, 1) if seconds > 0 else 0.0,
+        preview=preview,
+    )

@@ -38,7 +38,7 @@ def test_materialization_metadata_is_recorded_for_each_partition(pipeline_home):
     assert set(PARTITIONS) <= set(by_partition)
     for partition in PARTITIONS:
         assert by_partition[partition]["documents"].value > 500
-        assert "not_html" in by_partition[partition]["skipped_by_reason"].value
+        assert "not_html" in by_partition[partition]["skipped"].value
     assert by_partition[PARTITIONS[-1]]["truncated_file"].value is True
     assert by_partition[PARTITIONS[0]]["truncated_file"].value is False
 
