@@ -36,6 +36,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks.common import machine  # noqa: E402
+from lmlib.formats import DOCUMENTS_FILE  # noqa: E402
 
 LEVELS = (0.5, 0.6, 0.7, 0.8, 0.85, 0.9, 0.95, 1.0)
 THRESHOLD = 0.85
@@ -141,19 +142,23 @@ def run_ours(partition_files: list[Path], workdir: Path, workers: int) -> dict:
     import polars as pl
 
     from lmlib.dedup import (
+        CLUSTERS_FILE,
+        SIGNATURES_FILE,
         MinHashConfig,
         compute_minhash_signatures,
         deduplicate_documents,
         find_duplicate_clusters,
     )
 
-    config = MinHashConfig(NUM_HASHES, NUM_BANDS, NGRAMS, THRESHOLD, seed=0, workers=workers)
+    # plots=False: the peer draws no charts, so neither do we in the timed run
+    config = MinHashConfig(NUM_HASHES, NUM_BANDS, NGRAMS, THRESHOLD, seed=0, workers=workers,
+                           plots=False)
     cpu_started = _cpu_seconds()
     started = time.perf_counter()
     signature_files = []
     for file in partition_files:
         compute_minhash_signatures(file, workdir / "signatures" / file.parent.name, config)
-        signature_files.append(workdir / "signatures" / file.parent.name / "signatures.parquet")
+        signature_files.append(workdir / "signatures" / file.parent.name / SIGNATURES_FILE)
     signatures_done = time.perf_counter()
     stats = find_duplicate_clusters(signature_files, workdir / "clusters", config)
     clusters_done = time.perf_counter()
@@ -161,12 +166,12 @@ def run_ours(partition_files: list[Path], workdir: Path, workers: int) -> dict:
     for file in partition_files:
         deduplicate_documents(
             file,
-            workdir / "clusters" / "clusters.parquet",
+            workdir / "clusters" / CLUSTERS_FILE,
             workdir / "out" / file.parent.name,
             config,
         )
     finished = time.perf_counter()
-    clusters = pl.read_parquet(workdir / "clusters" / "clusters.parquet")
+    clusters = pl.read_parquet(workdir / "clusters" / CLUSTERS_FILE)
     labels = dict(
         zip(
             [int(d[1:]) for d in clusters["doc_id"].to_list()],
@@ -179,9 +184,9 @@ def run_ours(partition_files: list[Path], workdir: Path, workers: int) -> dict:
         "signatures_seconds": signatures_done - started,
         "clusters_seconds": clusters_done - signatures_done,
         "documents_seconds": finished - clusters_done,
-        "candidate_pairs": stats["candidate_pairs"],
-        "verified_pairs": stats["verified_pairs"],
-        "duplicates_removed": stats["duplicates_removed"],
+        "candidate_pairs": stats.candidate_pairs,
+        "verified_pairs": stats.verified_pairs,
+        "duplicates_removed": stats.duplicates_removed,
         "peak_rss_mb": _peak_rss_mb(),
         "labels": labels,
     }
@@ -243,7 +248,7 @@ def write_partitions(texts: list[str], directory: Path) -> list[Path]:
     bounds = np.linspace(0, len(texts), PARTITIONS + 1).astype(int)
     files = []
     for k in range(PARTITIONS):
-        path = directory / f"part-{k:02d}" / "documents.parquet"
+        path = directory / f"part-{k:02d}" / DOCUMENTS_FILE
         path.parent.mkdir(parents=True, exist_ok=True)
         rows = range(bounds[k], bounds[k + 1])
         pl.DataFrame(

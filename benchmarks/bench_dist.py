@@ -1,5 +1,6 @@
-"""Distributed training throughput and memory: lmlib.dist (DDP, ZeRO-1, FSDP, with and without
-activation checkpointing) against torch DDP and torch FSDP2 (fully_shard), at 1 and N GPUs.
+"""Distributed training throughput and memory: lmlib.distributed (DDP, ZeRO-1, FSDP, with and
+without activation checkpointing) against torch DDP and torch FSDP2 (fully_shard), at 1 and N
+GPUs.
 
     python benchmarks/bench_dist.py --world-sizes 1,2 --shapes medium,1.3b
 
@@ -39,7 +40,7 @@ PEAK_FLOPS = 989e12
 
 def build_variant(name: str, shape: str, device: torch.device):
     """(wrapped model, optimizer, finish-gradients callable, the plain model)."""
-    from lmlib.dist import DDP, FSDP, ShardedOptimizer, apply_activation_checkpointing
+    from lmlib.distributed import DDP, FSDP, ShardedOptimizer, apply_activation_checkpointing
     from lmlib.model import ModelConfig, TransformerLM
 
     d_model, layers, heads, context, _ = SHAPES[shape]
@@ -145,7 +146,7 @@ def meta_model(shape: str):
 
 
 def worker(args) -> None:
-    from lmlib.dist import init_distributed
+    from lmlib.distributed import init_distributed
 
     environment = init_distributed("cuda")
     results = []
@@ -253,7 +254,7 @@ def main() -> None:
                                 capture_output=True, text=True).stdout.split("\n")[0]
     except OSError:
         pass
-    print(header("lmlib.dist vs torch DDP / FSDP2 (bf16, synthetic tokens)"))
+    print(header("lmlib.distributed vs torch DDP / FSDP2 (bf16, synthetic tokens)"))
     print(f"driver {driver}, torch {torch.__version__}, {torch.cuda.device_count()} GPUs, "
           f"{args.warmup} warm-up + {args.steps} timed steps, NCCL_NVLS_ENABLE="
           f"{os.environ.get('NCCL_NVLS_ENABLE')}\n")

@@ -16,7 +16,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks.common import header, shared_file  # noqa: E402
-from lmlib.web.documents import ExtractConfig, extract_documents  # noqa: E402
+from lmlib.web.extraction import ExtractConfig, extract_documents  # noqa: E402
 
 FILES = ["data/crawl/python-docs-crawl.warc.gz", "data/crawl/ia-2008-web-sample.warc.gz"]
 

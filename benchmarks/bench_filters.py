@@ -48,11 +48,11 @@ def load_documents() -> list[str]:
 
 
 def run_ours(texts: list[str]) -> int:
-    from lmlib.web.filter_chain import FilterConfig, _DocumentFilter, _resolve_models
+    from lmlib.web import FilterChain, FilterConfig
 
-    config = FilterConfig(language_model_path=str(LID), harmful_content=False)
-    document_filter = _DocumentFilter(config, _resolve_models(config, None))
-    return sum(document_filter.decide(text)[1] is not None for text in texts)
+    chain = FilterChain.from_config(FilterConfig(language_model_path=str(LID),
+                                                 harmful_content=False))
+    return sum(chain.decide(text).kept_text is not None for text in texts)
 
 
 def make_datatrove_pipeline():

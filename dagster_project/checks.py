@@ -8,12 +8,14 @@ file stays failed in the UI with its reason while the global stages go on withou
 import pyarrow.parquet as pq
 from dagster import AssetCheckExecutionContext, AssetCheckResult, asset_check
 
+from dagster_project.assets.filters import filtered_documents
 from dagster_project.assets.web import web_documents
 from dagster_project.partitions import crawl_partitions
 from dagster_project.resources import Storage
 from dagster_project.stage import recorded
 from lmlib.artifacts import read_manifest
-from lmlib.web.documents import DOCUMENT_SCHEMA, DOCUMENTS_FILE
+from lmlib.formats import DOCUMENTS_FILE
+from lmlib.web.extraction import DOCUMENT_SCHEMA
 
 
 @asset_check(asset=web_documents, blocking=True, partitions_def=crawl_partitions,
@@ -21,7 +23,7 @@ from lmlib.web.documents import DOCUMENT_SCHEMA, DOCUMENTS_FILE
 def web_documents_nonempty_with_schema(
     context: AssetCheckExecutionContext, storage: Storage
 ) -> AssetCheckResult:
-    directory = storage.artifact_dir("web_documents", context.partition_key)
+    directory = storage.artifact_dir(web_documents, context.partition_key)
     counts = read_manifest(directory)["counts"]
     schema = pq.read_schema(directory / DOCUMENTS_FILE)
     rows = pq.ParquetFile(directory / DOCUMENTS_FILE).metadata.num_rows
@@ -41,10 +43,10 @@ def web_documents_nonempty_with_schema(
 
 
 def _filter_manifest(storage: Storage, partition: str) -> dict:
-    return read_manifest(storage.artifact_dir("filtered_documents", partition))["counts"]
+    return read_manifest(storage.artifact_dir(filtered_documents, partition))["counts"]
 
 
-@asset_check(asset="filtered_documents", blocking=True, partitions_def=crawl_partitions,
+@asset_check(asset=filtered_documents, blocking=True, partitions_def=crawl_partitions,
              description="Every input document is either kept or removed by exactly one filter.")
 def filter_funnel_adds_up(context: AssetCheckExecutionContext, storage: Storage) -> AssetCheckResult:
     counts = _filter_manifest(storage, context.partition_key)
@@ -58,7 +60,7 @@ def filter_funnel_adds_up(context: AssetCheckExecutionContext, storage: Storage)
     ))
 
 
-@asset_check(asset="filtered_documents", blocking=True, partitions_def=crawl_partitions,
+@asset_check(asset=filtered_documents, blocking=True, partitions_def=crawl_partitions,
              description="Some documents survive filtering (thresholds are not rejecting everything).")
 def filter_keeps_something(context: AssetCheckExecutionContext, storage: Storage) -> AssetCheckResult:
     counts = _filter_manifest(storage, context.partition_key)

@@ -6,7 +6,7 @@ from pathlib import Path
 
 from dagster import DynamicPartitionsDefinition
 
-from lmlib.web.documents import is_crawl_file
+from lmlib.web.extraction import is_crawl_file
 
 crawl_partitions = DynamicPartitionsDefinition(name="crawl_files")
 

@@ -5,6 +5,8 @@ from pathlib import Path
 from dagster import ConfigurableResource
 
 from dagster_project.home import crawl_dir, lmpipe_home
+from dagster_project.stage import config_class
+from lmlib.dedup import MinHashConfig
 
 
 class Storage(ConfigurableResource):
@@ -48,19 +50,6 @@ class Storage(ConfigurableResource):
         return path
 
 
-class DedupSettings(ConfigurableResource):
-    """MinHash-LSH settings shared by the three dedup assets, so signatures, clusters and the
-    deduplicated documents always agree. Mirrors lmlib.dedup.MinHashConfig."""
-
-    num_hashes: int = 128
-    num_bands: int = 16
-    ngrams: int = 5
-    jaccard_threshold: float = 0.8
-    seed: int = 0
-    workers: int = 1
-    line_dedup: str = "none"  # "none", "line" or "paragraph": exact repeated-unit removal
-
-    def to_config(self):
-        from lmlib.dedup import MinHashConfig
-
-        return MinHashConfig(**self.model_dump())
+# MinHash-LSH settings shared by the three dedup assets, so signatures, clusters and the
+# deduplicated documents always agree; the fields, defaults and validation are MinHashConfig's.
+DedupSettings = config_class(MinHashConfig, "DedupSettings", base=ConfigurableResource)

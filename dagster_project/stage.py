@@ -14,7 +14,6 @@ import dataclasses
 import functools
 import json
 import operator
-import os
 import types
 import typing
 from collections.abc import Callable, Mapping
@@ -28,6 +27,7 @@ from pydantic import create_model
 from lmlib.artifacts import (
     MANIFEST_NAME,
     atomic_directory,
+    atomic_file,
     read_manifest,
     sha256_file,
     write_manifest,
@@ -46,9 +46,10 @@ def _config_type(annotation):
     return annotation
 
 
-def config_class(stage_config: type, name: str | None = None) -> type[Config]:
+def config_class(stage_config: type, name: str | None = None, base: type = Config) -> type:
     """A Dagster `Config` with the fields and defaults of the dataclass `stage_config`, and a
-    `build()` that returns the dataclass (so the UI's Launchpad shows the library's fields)."""
+    `build()` that returns the dataclass (so the UI's Launchpad shows the library's fields).
+    `base=ConfigurableResource` makes a resource instead: one config shared by several assets."""
     hints = typing.get_type_hints(stage_config)
     fields = {}
     for field in dataclasses.fields(stage_config):
@@ -71,7 +72,7 @@ def config_class(stage_config: type, name: str | None = None) -> type[Config]:
                 values[field.name] = tuple(values[field.name])
         return stage_config(**values)
 
-    model = create_model(name or f"{stage_config.__name__}Settings", __base__=Config,
+    model = create_model(name or f"{stage_config.__name__}Settings", __base__=base,
                          __doc__=stage_config.__doc__, **fields)
     model.build = build
     return model
@@ -164,10 +165,8 @@ def recorded(context, storage, result: AssetCheckResult) -> AssetCheckResult:
         return result
     record = {"asset": asset, "partition": context.partition_key, "check": spec.name,
               "reason": result.description or "check failed", "run_id": context.run.run_id}
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.name}.tmp")
-    temporary.write_text(json.dumps(record, indent=2) + "\n")
-    os.replace(temporary, path)  # a reader never sees half a record
+    with atomic_file(path) as temporary:  # a reader never sees half a record
+        temporary.write_text(json.dumps(record, indent=2) + "\n")
     return result
 
 

@@ -130,3 +130,18 @@ def atomic_directory(final: Path) -> Iterator[Path]:
     os.rename(temporary, final)
     if retired is not None:
         shutil.rmtree(retired, ignore_errors=True)
+
+
+@contextmanager
+def atomic_file(final: Path) -> Iterator[Path]:
+    """Yield a temporary path beside `final` that replaces it only if the block completes (a
+    reader never sees half a file: downloads, single-file records)."""
+    final = Path(final)
+    final.parent.mkdir(parents=True, exist_ok=True)
+    temporary = final.parent / f".{final.name}.tmp-{uuid.uuid4().hex[:8]}"
+    try:
+        yield temporary
+    except BaseException:
+        temporary.unlink(missing_ok=True)
+        raise
+    os.replace(temporary, final)

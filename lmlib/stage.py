@@ -14,6 +14,7 @@ A stage is one function `stage(inputs..., output_dir, config) -> Result`:
 from __future__ import annotations
 
 import dataclasses
+import resource
 from typing import Any, ClassVar
 
 
@@ -38,3 +39,11 @@ def check_positive(owner: object, *names: str, allow_none: bool = False) -> None
             continue
         if not isinstance(value, int | float) or isinstance(value, bool) or value <= 0:
             raise ValueError(f"{type(owner).__name__}.{name} must be > 0, got {value!r}")
+
+
+def peak_rss_mb() -> float:
+    """Peak resident memory of this process and its finished children, in MiB (Linux reports
+    KiB), for results that report what a stage cost."""
+    own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    children = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    return round(max(own, children) / 1024, 1)

@@ -8,7 +8,7 @@ from dagster_project.partitions import crawl_partitions
 from dagster_project.resources import Storage
 from dagster_project.stage import config_class, publish
 from lmlib.artifacts import sha256_file
-from lmlib.web.documents import ExtractConfig, extract_documents
+from lmlib.web.extraction import ExtractConfig, extract_documents
 
 crawl_files = AssetSpec(
     "crawl_files",

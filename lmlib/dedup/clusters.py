@@ -13,11 +13,13 @@ Notable:
   it depends on the order of the input files.
 - With config.line_dedup on, the line/paragraph hashes of every document that survives are
   counted here, corpus-wide, and the repeated ones written to repeated_lines.parquet for stage 3.
+- With config.plots on, the LSH S-curve and the cluster sizes are drawn beside clusters.parquet.
 """
 
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -25,12 +27,57 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from lmlib.dedup.config import MinHashConfig
-from lmlib.dedup.lsh import s_curve_table, s_curve_threshold
-from lmlib.dedup.signatures import _peak_rss_mb
+from lmlib.dedup.lsh import render_s_curve, s_curve_table, s_curve_threshold
 from lmlib.dedup.union_find import connected_components
+from lmlib.formats import (
+    CLUSTER_SIZES_PLOT_FILE,
+    CLUSTERS_FILE,
+    REPEATED_LINES_FILE,
+    S_CURVE_PLOT_FILE,
+)
+from lmlib.plots import bar_chart
+from lmlib.stage import StageResult, peak_rss_mb
 
-CLUSTERS_FILE = "clusters.parquet"
-REPEATED_LINES_FILE = "repeated_lines.parquet"
+
+@dataclass
+class ClustersResult(StageResult):
+    """The near-duplicate clusters across all partitions: the work (candidates, verified pairs),
+    what is removed, where, example clusters as rows, and the LSH S-curve that explains recall."""
+
+    MANIFEST_COUNTS = ("documents", "clusters", "duplicates_removed")
+
+    documents: int
+    documents_without_shingles: int
+    partitions: int
+    buckets_with_collisions: int
+    candidate_pairs: int
+    verified_pairs: int
+    clusters: int
+    cross_partition_clusters: int
+    documents_in_clusters: int
+    duplicates_removed: int
+    duplicate_rate: float
+    duplicates_removed_by_partition: dict[str, int] = field(metadata={"key": "partition"})
+    cluster_size_histogram: dict[str, int] = field(
+        metadata={"key": "cluster size", "value": "clusters"})
+    # The largest clusters, up to 4 members each: cluster_id, cluster_size, doc_id, partition,
+    # is_keeper, jaccard_to_keeper (exact), snippet.
+    example_clusters: list[dict]
+    lsh_bands: int
+    lsh_rows_per_band: int
+    s_curve_threshold: float
+    s_curve: list[dict]  # rows {jaccard, candidate_probability}
+    seconds: float
+    candidates_seconds: float
+    verify_seconds: float
+    peak_rss_mb: float
+    s_curve_plot: Path | None = None
+    cluster_sizes_plot: Path | None = None
+    # With config.line_dedup on: the unit and the corpus-wide counts of its hashes.
+    line_dedup_unit: str | None = None
+    distinct_units: int | None = None
+    repeated_units: int | None = None
+    repeated_unit_occurrences: int | None = None
 
 
 def _document_table(scan, files):
@@ -147,8 +194,8 @@ def assign_keepers(labels: np.ndarray, text_bytes: np.ndarray):
 
 def find_duplicate_clusters(
     signature_files: list[Path], output_dir: str | Path, config: MinHashConfig
-) -> dict:
-    """Write output_dir/clusters.parquet (one row per document in a duplicate cluster); stats.
+) -> ClustersResult:
+    """Write output_dir/clusters.parquet (one row per document in a duplicate cluster).
 
     Columns: doc_id, cluster_id, is_keeper, partition, cluster_size, keeper_doc_id. Documents
     absent from the file have no near-duplicate and are kept.
@@ -217,20 +264,26 @@ def find_duplicate_clusters(
     removed = int(in_cluster.sum()) - num_clusters
     histogram = clusters.group_by("cluster_id").agg(pl.len().alias("size"))["size"].value_counts()
     partitions_per_cluster = clusters.group_by("cluster_id").agg(pl.col("partition").n_unique())
-    seconds = time.perf_counter() - started
-    return {
-        "documents": num_docs,
-        "documents_without_shingles": int((docs["num_shingles"] == 0).sum()),
-        "partitions": docs["partition"].n_unique(),
-        "buckets_with_collisions": num_buckets,
-        "candidate_pairs": len(pairs),
-        "verified_pairs": len(verified),
-        "clusters": num_clusters,
-        "cross_partition_clusters": int((partitions_per_cluster["partition"] > 1).sum()),
-        "documents_in_clusters": int(in_cluster.sum()),
-        "duplicates_removed": removed,
-        "duplicate_rate": round(removed / num_docs, 6) if num_docs else 0.0,
-        "duplicates_removed_by_partition": {
+    size_histogram = {
+        str(size): count
+        for size, count in sorted(
+            zip(histogram["size"].to_list(), histogram["count"].to_list(), strict=True)
+        )
+    }
+    plots = _draw_plots(output_dir, size_histogram, config) if config.plots else {}
+    return ClustersResult(
+        documents=num_docs,
+        documents_without_shingles=int((docs["num_shingles"] == 0).sum()),
+        partitions=docs["partition"].n_unique(),
+        buckets_with_collisions=num_buckets,
+        candidate_pairs=len(pairs),
+        verified_pairs=len(verified),
+        clusters=num_clusters,
+        cross_partition_clusters=int((partitions_per_cluster["partition"] > 1).sum()),
+        documents_in_clusters=int(in_cluster.sum()),
+        duplicates_removed=removed,
+        duplicate_rate=round(removed / num_docs, 6) if num_docs else 0.0,
+        duplicates_removed_by_partition={
             row["partition"]: row["len"]
             for row in clusters.filter(~pl.col("is_keeper"))
             .group_by("partition")
@@ -238,28 +291,28 @@ def find_duplicate_clusters(
             .sort("partition")
             .iter_rows(named=True)
         },
-        "cluster_size_histogram": {
-            str(size): count
-            for size, count in sorted(
-                zip(histogram["size"].to_list(), histogram["count"].to_list(), strict=True)
-            )
-        },
-        "example_clusters": _example_clusters(scan, clusters, shingles, doc_index, config),
-        "lsh": {
-            "num_bands": config.num_bands,
-            "rows_per_band": config.rows_per_band,
-            "s_curve_threshold": round(
-                s_curve_threshold(config.num_bands, config.rows_per_band), 4
-            ),
-            "s_curve": s_curve_table(config.num_bands, config.rows_per_band),
-        },
+        cluster_size_histogram=size_histogram,
+        example_clusters=_example_clusters(scan, clusters, shingles, doc_index, config),
+        lsh_bands=config.num_bands,
+        lsh_rows_per_band=config.rows_per_band,
+        s_curve_threshold=round(s_curve_threshold(config.num_bands, config.rows_per_band), 4),
+        s_curve=s_curve_table(config.num_bands, config.rows_per_band),
+        seconds=round(time.perf_counter() - started, 4),
+        candidates_seconds=round(timings["candidates_seconds"], 4),
+        verify_seconds=round(timings["verify_seconds"], 4),
+        peak_rss_mb=peak_rss_mb(),
+        **plots,
         **line_stats,
-        "seconds": round(seconds, 4),
-        "candidates_seconds": round(timings["candidates_seconds"], 4),
-        "verify_seconds": round(timings["verify_seconds"], 4),
-        "peak_rss_mb": _peak_rss_mb(),
-        "config": config.to_dict(),
-    }
+    )
+
+
+def _draw_plots(output_dir: Path, size_histogram: dict[str, int], config: MinHashConfig) -> dict:
+    s_curve = render_s_curve(output_dir / S_CURVE_PLOT_FILE, config.num_bands,
+                             config.rows_per_band, config.jaccard_threshold)
+    cluster_sizes = bar_chart(list(size_histogram), list(size_histogram.values()),
+                              output_dir / CLUSTER_SIZES_PLOT_FILE,
+                              "near-duplicate clusters by size", "clusters")
+    return {"s_curve_plot": s_curve, "cluster_sizes_plot": cluster_sizes}
 
 
 def _write_repeated_lines(scan, clusters, output_dir: Path, config: MinHashConfig) -> dict:
@@ -296,7 +349,7 @@ def _write_repeated_lines(scan, clusters, output_dir: Path, config: MinHashConfi
 
 
 def _example_clusters(scan, clusters, shingles, doc_index, config: MinHashConfig) -> list[dict]:
-    """The largest clusters with each member's snippet and exact Jaccard to the keeper."""
+    """Rows of the largest clusters: each member's snippet and exact Jaccard to the keeper."""
     import polars as pl
 
     if config.example_clusters == 0 or clusters.is_empty():
@@ -327,39 +380,17 @@ def _example_clusters(scan, clusters, shingles, doc_index, config: MinHashConfig
     for cluster in chosen.to_list():
         members = rows.filter(pl.col("cluster_id") == cluster).to_dicts()
         keeper_set = set(sets.get(members[0]["keeper_doc_id"], []))
-        shown = []
         for member in members:
             member_set = set(sets.get(member["doc_id"], []))
             union = len(keeper_set | member_set)
-            shown.append(
-                {
-                    "doc_id": member["doc_id"],
-                    "partition": member["partition"],
-                    "is_keeper": member["is_keeper"],
-                    "jaccard_to_keeper": round(len(keeper_set & member_set) / union, 4)
-                    if union
-                    else 1.0,
-                    "snippet": member["snippet"],
-                }
-            )
-        examples.append(
-            {"cluster_id": cluster, "size": members[0]["cluster_size"], "members": shown}
-        )
+            examples.append({
+                "cluster_id": cluster,
+                "cluster_size": member["cluster_size"],
+                "doc_id": member["doc_id"],
+                "partition": member["partition"],
+                "is_keeper": member["is_keeper"],
+                "jaccard_to_keeper": round(len(keeper_set & member_set) / union, 4)
+                if union else 1.0,
+                "snippet": member["snippet"],
+            })
     return examples
-
-
-def example_clusters_markdown(stats: dict) -> str:
-    """The example clusters of find_duplicate_clusters' stats as a markdown table (for the UI)."""
-    lines = [
-        "| cluster | size | doc_id | partition | keeper | Jaccard to keeper | text |",
-        "|---|---|---|---|---|---|---|",
-    ]
-    for cluster in stats.get("example_clusters", []):
-        for member in cluster["members"]:
-            snippet = member["snippet"].replace("|", "\\|")
-            lines.append(
-                f"| {cluster['cluster_id']} | {cluster['size']} | {member['doc_id']} | "
-                f"{member['partition']} | {'yes' if member['is_keeper'] else ''} | "
-                f"{member['jaccard_to_keeper']} | {snippet} |"
-            )
-    return "\n".join(lines)

@@ -31,9 +31,12 @@ class MinHashConfig:
     # How many clusters to show in stats, and how many characters of each document.
     example_clusters: int = 5
     snippet_chars: int = 160
+    # Draw s_curve.png and cluster_sizes.png beside clusters.parquet (benchmarks turn it off).
+    plots: bool = True
 
     def __post_init__(self) -> None:
-        for name in ("num_hashes", "num_bands", "ngrams", "workers", "max_bucket_all_pairs"):
+        for name in ("num_hashes", "num_bands", "ngrams", "workers", "max_bucket_all_pairs",
+                     "verify_batch_pairs", "snippet_chars"):
             value = getattr(self, name)
             if not isinstance(value, int) or value < 1:
                 raise ValueError(f"MinHashConfig.{name} must be a positive integer, got {value!r}")
@@ -50,6 +53,10 @@ class MinHashConfig:
             raise ValueError(
                 f"MinHashConfig.line_dedup must be 'none', 'line' or 'paragraph', "
                 f"got {self.line_dedup!r}"
+            )
+        if not isinstance(self.example_clusters, int) or self.example_clusters < 0:
+            raise ValueError(
+                f"MinHashConfig.example_clusters must be >= 0, got {self.example_clusters!r}"
             )
         if self.ngrams > 64:
             raise ValueError(f"MinHashConfig.ngrams must be <= 64, got {self.ngrams}")

@@ -118,7 +118,7 @@ def exact_line_deduplication(
     """
     started = time.perf_counter()
     paths = [Path(p) for p in input_files]
-    _check_unique_basenames(paths)
+    check_unique_basenames(paths)
     output_directory = Path(output_directory)
     output_directory.mkdir(parents=True, exist_ok=True)
 
@@ -160,7 +160,8 @@ def exact_line_deduplication(
     }
 
 
-def _check_unique_basenames(paths: Sequence[Path]) -> None:
+def check_unique_basenames(paths: Sequence[Path]) -> None:
+    """Every input is a file and no two share a basename (outputs are written under it)."""
     seen: dict[str, Path] = {}
     for path in paths:
         if not path.is_file():

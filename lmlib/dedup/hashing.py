@@ -119,7 +119,7 @@ def hash_byte_ranges(data: np.ndarray, starts: np.ndarray, ends: np.ndarray) -> 
     return hashes
 
 
-def _string_buffers(array: pa.Array) -> tuple[np.ndarray, np.ndarray]:
+def string_buffers(array: pa.Array) -> tuple[np.ndarray, np.ndarray]:
     """(uint8 data, int64 offsets of length n+1) of a string array, whatever its arrow layout."""
     if isinstance(array, pa.ChunkedArray):
         array = array.combine_chunks() if array.num_chunks != 1 else array.chunk(0)
@@ -140,7 +140,7 @@ def _string_buffers(array: pa.Array) -> tuple[np.ndarray, np.ndarray]:
 
 def hash_strings(array: pa.Array) -> np.ndarray:
     """uint64 hash of each string's UTF-8 bytes (nulls hash like the empty string)."""
-    data, offsets = _string_buffers(array)
+    data, offsets = string_buffers(array)
     return hash_byte_ranges(data, offsets[:-1], offsets[1:])
 
 

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from lmlib.plots import pyplot
+
 
 def candidate_probability(jaccard: float, num_bands: int, rows_per_band: int) -> float:
     """Probability that a pair with this Jaccard similarity shares a band bucket."""
@@ -36,12 +38,10 @@ def s_curve_table(
 def render_s_curve(
     path: str | Path, num_bands: int, rows_per_band: int, jaccard_threshold: float | None = None
 ) -> Path:
-    """Draw the S-curve to a PNG at path (matplotlib Agg backend, no display needed)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    """Draw the S-curve to a PNG at path."""
     import numpy as np
+
+    plt = pyplot()
 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)

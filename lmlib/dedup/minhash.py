@@ -68,7 +68,3 @@ def band_hashes(signatures: np.ndarray, num_bands: int) -> np.ndarray:
     bands = signatures.reshape(num_docs, num_bands, rows).reshape(num_docs * num_bands, rows)
     return combine_hash_columns(bands).reshape(num_docs, num_bands)
 
-
-def estimated_jaccard(signature_a: np.ndarray, signature_b: np.ndarray) -> float:
-    """Fraction of equal MinHash values: an unbiased estimate of the Jaccard similarity."""
-    return float(np.mean(signature_a == signature_b))

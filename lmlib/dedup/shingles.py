@@ -23,7 +23,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from lmlib.dedup.hashing import _string_buffers, hash_byte_ranges, splitmix64
+from lmlib.dedup.hashing import hash_byte_ranges, splitmix64, string_buffers
 
 SHINGLE_BITS = 48
 MAX_BATCH_DOCUMENTS = 1 << (64 - SHINGLE_BITS)
@@ -80,7 +80,7 @@ def shingle_sets(texts, ngrams: int) -> tuple[np.ndarray, np.ndarray]:
     """
     if ngrams < 1:
         raise ValueError(f"ngrams must be >= 1, got {ngrams}")
-    data, doc_offsets = _string_buffers(normalized_series(texts).to_arrow())
+    data, doc_offsets = string_buffers(normalized_series(texts).to_arrow())
     data = data[doc_offsets[0] :]
     doc_offsets = doc_offsets - doc_offsets[0]
     num_docs = len(doc_offsets) - 1

@@ -2,8 +2,8 @@
 
 Notable:
 - Documents are processed in batches of about `_BATCH_BYTES` of text; each batch is fully
-  vectorized (polars normalization, numpy hashing), and batches run in a spawn process pool when
-  config.workers > 1.
+  vectorized (polars normalization, numpy hashing), and batches run on lmlib.parallel's process
+  map when config.workers > 1, in order, so the file is the same for any number of workers.
 - signatures.parquet keeps, per document, the band hashes (for LSH bucketing) *and* the sorted
   uint64 shingle set. Storing the set costs 8 bytes per word, about the size of the text, but
   lets the global stage verify candidates by exact Jaccard without re-reading and re-normalizing
@@ -15,10 +15,9 @@ Notable:
 from __future__ import annotations
 
 import os
-import resource
 import time
-from concurrent.futures import ProcessPoolExecutor
-from multiprocessing import get_context
+from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -27,13 +26,32 @@ import pyarrow.parquet as pq
 
 from lmlib.dedup.config import MinHashConfig
 from lmlib.dedup.exact_lines import unit_hashes
-from lmlib.dedup.hashing import _string_buffers
+from lmlib.dedup.hashing import string_buffers
 from lmlib.dedup.minhash import band_hashes, minhash_signatures
 from lmlib.dedup.shingles import shingle_sets
+from lmlib.formats import SIGNATURES_FILE
+from lmlib.parallel import ordered_map
+from lmlib.stage import StageResult, peak_rss_mb
 
-SIGNATURES_FILE = "signatures.parquet"
 _BATCH_BYTES = 4 << 20
 _BATCH_MAX_DOCS = 20_000  # < shingles.MAX_BATCH_DOCUMENTS
+
+
+@dataclass
+class SignaturesResult(StageResult):
+    """What one partition's signatures cost: documents, shingles, time and memory."""
+
+    MANIFEST_COUNTS = ("documents", "shingles")
+
+    partition: str
+    documents: int
+    documents_without_shingles: int
+    shingles: int
+    text_bytes: int
+    batches: int
+    seconds: float
+    documents_per_second: float | None
+    peak_rss_mb: float
 
 
 def _csr_list(values: np.ndarray, offsets: np.ndarray) -> pa.LargeListArray:
@@ -51,7 +69,7 @@ def signature_batch(doc_ids: pa.Array, texts: pa.Array, partition: str, config: 
     bands = band_hashes(signatures, config.num_bands)
     num_docs = len(offsets) - 1
     band_offsets = np.arange(num_docs + 1, dtype=np.int64) * config.num_bands
-    data, text_offsets = _string_buffers(texts)
+    data, text_offsets = string_buffers(texts)
     snippets = (
         pl.Series("text", texts, dtype=pl.String)
         .fill_null("")
@@ -105,8 +123,8 @@ def compute_minhash_signatures(
     output_dir: str | Path,
     config: MinHashConfig,
     partition: str | None = None,
-) -> dict:
-    """Write output_dir/signatures.parquet for one partition's documents; return stats.
+) -> SignaturesResult:
+    """Write output_dir/signatures.parquet for one partition's documents.
 
     documents_parquet needs the columns doc_id (str) and text (str). `partition` labels every row
     (default: the name of the directory holding documents_parquet, which in the pipeline layout is
@@ -155,39 +173,26 @@ def compute_minhash_signatures(
     seconds = time.perf_counter() - started
     num_docs = len(table)
     shingle_counts = pl.read_parquet(output_dir / SIGNATURES_FILE, columns=["num_shingles"])
-    return {
-        "partition": partition,
-        "documents": num_docs,
-        "documents_without_shingles": int((shingle_counts["num_shingles"] == 0).sum()),
-        "shingles": int(shingle_counts["num_shingles"].sum() or 0),
-        "text_bytes": int(lengths.sum()),
-        "batches": len(jobs),
-        "seconds": round(seconds, 4),
-        "documents_per_second": round(num_docs / seconds, 1) if seconds > 0 else None,
-        "peak_rss_mb": _peak_rss_mb(),
-        "config": config.to_dict(),
-    }
+    return SignaturesResult(
+        partition=partition,
+        documents=num_docs,
+        documents_without_shingles=int((shingle_counts["num_shingles"] == 0).sum()),
+        shingles=int(shingle_counts["num_shingles"].sum() or 0),
+        text_bytes=int(lengths.sum()),
+        batches=len(jobs),
+        seconds=round(seconds, 4),
+        documents_per_second=round(num_docs / seconds, 1) if seconds > 0 else None,
+        peak_rss_mb=peak_rss_mb(),
+    )
+
+
+def _signature_job(job, partition: str, config: MinHashConfig):
+    doc_ids, texts = job
+    return signature_batch(doc_ids, texts, partition, config)
 
 
 def _run_batches(jobs, partition: str, config: MinHashConfig):
-    if config.workers <= 1 or len(jobs) <= 1:
-        for doc_ids, texts in jobs:
-            yield signature_batch(doc_ids, texts, partition, config)
-        return
-    workers = min(config.workers, len(jobs), os.cpu_count() or 1)
-    with ProcessPoolExecutor(workers, mp_context=get_context("spawn")) as pool:
-        futures = [
-            pool.submit(
-                signature_batch, ids.combine_chunks(), tx.combine_chunks(), partition, config
-            )
-            for ids, tx in jobs
-        ]
-        for future in futures:  # in submission order, so the output is deterministic
-            yield future.result()
-
-
-def _peak_rss_mb() -> float:
-    """Peak resident memory of this process and its finished children, in MiB (Linux: KiB units)."""
-    own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    children = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-    return round(max(own, children) / 1024, 1)
+    workers = max(1, min(config.workers, len(jobs), os.cpu_count() or 1))
+    if workers > 1:  # one buffer per column: less to pickle for the worker
+        jobs = [(ids.combine_chunks(), texts.combine_chunks()) for ids, texts in jobs]
+    return ordered_map(partial(_signature_job, partition=partition, config=config), jobs, workers)

@@ -1,30 +1,26 @@
-"""Attention kernels: FlashAttention-2 in Triton, and its readable PyTorch reference.
+"""Triton kernels: FlashAttention-2 with its readable PyTorch reference, and cross-entropy.
 
 - `FlashAttention2`: Triton forward and backward kernels as an autograd Function.
 - `FlashAttention2Torch`: the same algorithm in plain PyTorch (tiles, online softmax, backward by
   recomputation from the logsumexp), the reference the kernels are tested against.
 - `flash_attention(q, k, v, is_causal, implementation)`: the one call the model makes.
-- `fused_linear_cross_entropy(hidden, weight, targets)`: LM head + loss in token chunks, never
-  holding the full (tokens, vocab) logits.
+- `triton_cross_entropy(logits, targets)`: the loss in two kernels that never copy the logits
+  to float32 (lmlib.model.cross_entropy calls it on CUDA).
 """
 
 import torch
 
+from lmlib.kernels.cross_entropy import triton_cross_entropy
 from lmlib.kernels.flash_attention_torch import (
     FlashAttention2Torch,
     flash_attention_torch_backward,
     flash_attention_torch_forward,
 )
 from lmlib.kernels.flash_attention_triton import FlashAttention2, flash_attention_triton_forward
-from lmlib.kernels.fused_linear_cross_entropy import (
-    ChunkedLinearCrossEntropy,
-    fused_linear_cross_entropy,
-)
 
 IMPLEMENTATIONS = {"torch": FlashAttention2Torch, "triton": FlashAttention2}
 
 __all__ = [
-    "ChunkedLinearCrossEntropy",
     "FlashAttention2",
     "FlashAttention2Torch",
     "IMPLEMENTATIONS",
@@ -32,7 +28,7 @@ __all__ = [
     "flash_attention_torch_backward",
     "flash_attention_torch_forward",
     "flash_attention_triton_forward",
-    "fused_linear_cross_entropy",
+    "triton_cross_entropy",
 ]
 
 

@@ -32,8 +32,6 @@ from lmlib.kernels.tuning import autotune, launch
 INTERPRET = os.environ.get("TRITON_INTERPRET", "0") == "1"
 # LMLIB_ATTENTION_AUTOTUNE=0 takes each kernel's first (default) tiles: quick GPU test runs.
 AUTOTUNE = os.environ.get("LMLIB_ATTENTION_AUTOTUNE", "1") != "0"
-LOG2E = 1.4426950408889634
-LN2 = 0.6931471805599453
 MIN_HEAD_DIM = 16
 MAX_HEAD_DIM = 256
 

@@ -11,7 +11,6 @@ from lmlib.model.attention import (
     scaled_dot_product_attention,
     softmax,
 )
-from lmlib.model.checkpoint_io import load_model, save_model
 from lmlib.model.generate import generate, sample_next_token
 from lmlib.model.layers import (
     Embedding,
@@ -23,6 +22,7 @@ from lmlib.model.layers import (
     silu,
 )
 from lmlib.model.loss import cross_entropy
+from lmlib.model.saved_model import load_model, save_model
 from lmlib.model.transformer import ModelConfig, TransformerBlock, TransformerLM
 
 __all__ = [

@@ -2,7 +2,7 @@
 
 Two implementations of the same function:
 - "torch": plain tensor ops, differentiable by autograd in any dtype (float64 for gradcheck);
-- "triton" (lmlib.model.cross_entropy_triton, imported on first use): two kernels that never
+- "triton" (lmlib.kernels.cross_entropy, imported on first use): two kernels that never
   copy the logits to float32. On a GPU this is what keeps the loss from costing as much as
   a quarter of a GPT-2-small training step.
 "auto" takes triton for fp32/bf16/fp16 logits on CUDA, and "torch" elsewhere, including inside
@@ -19,13 +19,14 @@ _triton_cross_entropy = None
 def _load_triton_cross_entropy():
     global _triton_cross_entropy
     if _triton_cross_entropy is None:
-        from lmlib.model.cross_entropy_triton import triton_cross_entropy
+        from lmlib.kernels.cross_entropy import triton_cross_entropy
 
         _triton_cross_entropy = triton_cross_entropy
     return _triton_cross_entropy
 
 
-def _resolve(implementation: str, logits: torch.Tensor) -> str:
+def resolve_implementation(implementation: str, logits: torch.Tensor) -> str:
+    """The implementation `cross_entropy` uses for `logits`: "auto" made concrete."""
     if implementation not in CROSS_ENTROPY_IMPLEMENTATIONS:
         raise ValueError(
             f"cross_entropy implementation must be one of {CROSS_ENTROPY_IMPLEMENTATIONS}, "
@@ -64,7 +65,7 @@ def cross_entropy(
         raise ValueError(
             f"cross_entropy needs at least one row of logits, got {tuple(logits.shape)}"
         )
-    if _resolve(implementation, logits) == "triton":
+    if resolve_implementation(implementation, logits) == "triton":
         if logits.dtype not in _TRITON_DTYPES:
             raise ValueError(f"the triton cross_entropy takes {_TRITON_DTYPES}, got {logits.dtype}")
         return _load_triton_cross_entropy()(logits, targets)

@@ -1,24 +1,41 @@
-"""Byte-level BPE: training, a GPT-2 compatible encoder/decoder, and token shards.
+"""Byte-level BPE: training, a GPT-2 compatible encoder/decoder, the pretraining corpus and
+token shards.
 
 Written in pure Python with `regex`; HF tokenizers and tiktoken are only the benchmark peers
-and a test reference. Entry points of the pipeline stages: `train_tokenizer` (bpe_tokenizer)
-and `write_token_shards` (token_shards).
+and a test reference. Entry points of the pipeline stages, each taking a config dataclass and
+returning a typed result: `build_pretraining_corpus` (pretraining_corpus), `train_tokenizer`
+(bpe_tokenizer) and `write_token_shards` (token_shards).
 """
 
-from lmlib.tokenizer.shards import ShardConfig, write_token_shards
+from lmlib.tokenizer.bpe_training import train_bpe
+from lmlib.tokenizer.corpus import (
+    DOCUMENT_SEPARATOR,
+    CorpusConfig,
+    CorpusResult,
+    build_pretraining_corpus,
+    iter_documents,
+)
+from lmlib.tokenizer.shards import ShardConfig, ShardsResult, write_token_shards
 from lmlib.tokenizer.tokenizer import Tokenizer
-from lmlib.tokenizer.train import train_bpe
-from lmlib.tokenizer.training import (
+from lmlib.tokenizer.tokenizer_stage import (
     TokenizerConfig,
+    TokenizerResult,
     measure_compression,
     round_trip_failures,
     train_tokenizer,
 )
 
 __all__ = [
+    "DOCUMENT_SEPARATOR",
+    "CorpusConfig",
+    "CorpusResult",
     "ShardConfig",
+    "ShardsResult",
     "Tokenizer",
     "TokenizerConfig",
+    "TokenizerResult",
+    "build_pretraining_corpus",
+    "iter_documents",
     "measure_compression",
     "round_trip_failures",
     "train_bpe",

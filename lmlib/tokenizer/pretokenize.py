@@ -6,19 +6,22 @@ Notable:
 - Training reads a file as byte ranges whose boundaries fall on special tokens, or, when a
   stretch has none, on a ``\\n`` between two printable ASCII bytes: a pre-token boundary in the
   GPT-2 pattern on both sides, so chunking never changes the pre-token counts.
-- Chunks are counted in worker processes (``spawn``), each reading its own byte range, so the
-  parent never holds more than the pre-token counts: memory stays bounded on files of many GB.
+- Chunks are counted in worker processes (lmlib.parallel's process map), each reading its own
+  byte range, so the parent never holds more than the pre-token counts: memory stays bounded on
+  files of many GB. Counts come back in chunk order, so training sees the same sequence on
+  every run.
 """
 
 from __future__ import annotations
 
-import multiprocessing
 import os
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 
 import regex
+
+from lmlib.parallel import ordered_map
 
 GPT2_PATTERN = r"""'(?:[sdmt]|ll|ve|re)| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+"""
 PRETOKEN_REGEX = regex.compile(GPT2_PATTERN)
@@ -112,13 +115,7 @@ def iter_chunk_counts(
         for start, end in zip(boundaries[:-1], boundaries[1:])
         if end > start
     ]
-    workers = max(1, min(workers, len(tasks)))
-    if workers == 1:
-        yield from map(_count_chunk, tasks)
-        return
-    context = multiprocessing.get_context("spawn")
-    with context.Pool(workers) as pool:
-        yield from pool.imap_unordered(_count_chunk, tasks)
+    yield from ordered_map(_count_chunk, tasks, max(1, min(workers, len(tasks))))
 
 
 def count_file_pretokens(

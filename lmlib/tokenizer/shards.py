@@ -9,27 +9,34 @@ Format "lmpipe-token-shards/1" (read with numpy alone):
 A document never straddles two shards; a shard is closed before the document that would take it
 past `max_tokens_per_shard` (a single longer document gets a shard of its own).
 
-Encoding runs in a pool of worker processes over batches of documents; `imap` returns batches in
-input order, so the output is byte-identical whatever the number of workers.
+Encoding runs on lmlib.parallel's process map over batches of documents of both splits (one
+pool, the tokenizer loaded once per worker); batches come back in input order, so the output is
+byte-identical whatever the number of workers.
 """
 
 from __future__ import annotations
 
 import json
-import multiprocessing
 import os
 import time
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from lmlib.corpus import DOCUMENT_SEPARATOR, iter_documents
+from lmlib.formats import (
+    TOKEN_SHARDS_FORMAT,
+    TOKEN_SHARDS_INDEX_FILE,
+    TRAIN_TEXT_FILE,
+    VALIDATION_TEXT_FILE,
+)
+from lmlib.parallel import ordered_map
+from lmlib.stage import StageResult, check_positive
+from lmlib.tokenizer.corpus import DOCUMENT_SEPARATOR, iter_documents
 from lmlib.tokenizer.tokenizer import Tokenizer
 
-FORMAT = "lmpipe-token-shards/1"
-SPLITS = ("train", "val")
+SPLIT_FILES = {"train": TRAIN_TEXT_FILE, "val": VALIDATION_TEXT_FILE}
 
 
 @dataclass
@@ -40,15 +47,32 @@ class ShardConfig:
     workers: int | None = None  # encoding processes; None: all cores
     batch_chars: int = 1 << 20  # text per task sent to a worker
 
-    def validate(self) -> None:
-        if self.max_tokens_per_shard < 1:
-            raise ValueError(
-                f"ShardConfig.max_tokens_per_shard={self.max_tokens_per_shard} must be >= 1"
-            )
-        if self.workers is not None and self.workers < 1:
-            raise ValueError(f"ShardConfig.workers={self.workers} must be >= 1 or None")
-        if self.batch_chars < 1:
-            raise ValueError(f"ShardConfig.batch_chars={self.batch_chars} must be >= 1")
+    def __post_init__(self) -> None:
+        check_positive(self, "max_tokens_per_shard", "batch_chars")
+        check_positive(self, "workers", allow_none=True)
+
+
+@dataclass
+class ShardsResult(StageResult):
+    """Tokens, documents and shards per split, compression and encoding speed."""
+
+    MANIFEST_COUNTS = ("tokens", "documents")
+
+    dtype: str
+    vocab_size: int
+    tokens: int
+    documents: int
+    text_bytes: int
+    bytes_per_token: float  # end-of-text tokens left out: they stand for no text
+    train_tokens: int
+    train_documents: int
+    train_shards: int
+    val_tokens: int
+    val_documents: int
+    val_shards: int
+    seconds: float
+    tokens_per_second: float
+    workers: int
 
 
 _worker_tokenizer: Tokenizer | None = None
@@ -61,8 +85,9 @@ def _init_worker(tokenizer_dir: str) -> None:
     _worker_eot = _worker_tokenizer.token_id(DOCUMENT_SEPARATOR)
 
 
-def _encode_batch(documents: list[str]) -> tuple[np.ndarray, np.ndarray, int]:
-    """(token ids with eot after each document, tokens per document, text bytes)."""
+def _encode_batch(task: tuple[str, list[str]]) -> tuple[str, np.ndarray, np.ndarray, int]:
+    """(split, token ids with eot after each document, tokens per document, text bytes)."""
+    split, documents = task
     ids: list[int] = []
     lengths = np.empty(len(documents), dtype=np.int64)
     text_bytes = 0
@@ -72,19 +97,21 @@ def _encode_batch(documents: list[str]) -> tuple[np.ndarray, np.ndarray, int]:
         ids.append(_worker_eot)
         lengths[index] = len(ids) - before
         text_bytes += len(document.encode("utf-8"))
-    return np.asarray(ids, dtype=np.int64), lengths, text_bytes
+    return split, np.asarray(ids, dtype=np.int64), lengths, text_bytes
 
 
-def _batches(path: Path, batch_chars: int) -> Iterator[list[str]]:
-    batch, size = [], 0
-    for document in iter_documents(path):
-        batch.append(document)
-        size += len(document)
-        if size >= batch_chars:
-            yield batch
-            batch, size = [], 0
-    if batch:
-        yield batch
+def _batches(corpus_dir: Path, batch_chars: int) -> Iterator[tuple[str, list[str]]]:
+    """(split, documents) batches of about batch_chars, every train batch before any val one."""
+    for split, file_name in SPLIT_FILES.items():
+        batch, size = [], 0
+        for document in iter_documents(corpus_dir / file_name):
+            batch.append(document)
+            size += len(document)
+            if size >= batch_chars:
+                yield split, batch
+                batch, size = [], 0
+        if batch:
+            yield split, batch
 
 
 class _ShardWriter:
@@ -141,15 +168,14 @@ class _ShardWriter:
 
 def write_token_shards(
     corpus_dir: Path, tokenizer_dir: Path, output_dir: Path, config: ShardConfig
-) -> dict:
-    """Encode corpus_dir/train.txt and val.txt into token shards in output_dir; returns stats."""
-    config.validate()
+) -> ShardsResult:
+    """Encode corpus_dir/train.txt and val.txt into token shards in output_dir."""
     corpus_dir, tokenizer_dir, output_dir = Path(corpus_dir), Path(tokenizer_dir), Path(output_dir)
-    for split in SPLITS:
-        if not (corpus_dir / f"{split}.txt").is_file():
+    for file_name in SPLIT_FILES.values():
+        if not (corpus_dir / file_name).is_file():
             raise FileNotFoundError(
-                f"{corpus_dir / f'{split}.txt'} not found: expected the pretraining corpus "
-                "(train.txt and val.txt written by lmlib.corpus.build_pretraining_corpus)"
+                f"{corpus_dir / file_name} not found: expected the pretraining corpus "
+                "(train.txt and val.txt written by lmlib.tokenizer.build_pretraining_corpus)"
             )
     tokenizer = Tokenizer.from_directory(tokenizer_dir)
     try:
@@ -164,51 +190,40 @@ def write_token_shards(
     output_dir.mkdir(parents=True, exist_ok=True)
     workers = config.workers or os.cpu_count() or 1
 
-    index = {"format": FORMAT, "dtype": dtype.name, "vocab_size": vocab_size,
-             "eot_token_id": eot_token_id, "splits": {}}
-    stats: dict = {"config": asdict(config), "dtype": dtype.name, "vocab_size": vocab_size}
     started = time.perf_counter()
-    pool = None
-    if workers > 1:
-        pool = multiprocessing.get_context("spawn").Pool(
-            workers, initializer=_init_worker, initargs=(str(tokenizer_dir),))
-    else:
-        _init_worker(str(tokenizer_dir))
-    try:
-        total_tokens = total_documents = total_bytes = 0
-        for split in SPLITS:
-            writer = _ShardWriter(output_dir, split, dtype, config.max_tokens_per_shard)
-            batches = _batches(corpus_dir / f"{split}.txt", config.batch_chars)
-            results = (pool.imap(_encode_batch, batches) if pool is not None
-                       else map(_encode_batch, batches))
-            tokens = documents = text_bytes = 0
-            for ids, lengths, batch_bytes in results:
-                writer.add_batch(ids, lengths)
-                tokens += len(ids)
-                documents += len(lengths)
-                text_bytes += batch_bytes
-            index["splits"][split] = {"tokens": tokens, "documents": documents,
-                                      "shards": writer.finish()}
-            stats[f"{split}_tokens"] = tokens
-            stats[f"{split}_documents"] = documents
-            stats[f"{split}_shards"] = len(index["splits"][split]["shards"])
-            total_tokens += tokens
-            total_documents += documents
-            total_bytes += text_bytes
-    finally:
-        if pool is not None:
-            pool.close()
-            pool.join()
+    writers = {split: _ShardWriter(output_dir, split, dtype, config.max_tokens_per_shard)
+               for split in SPLIT_FILES}
+    totals = {split: {"tokens": 0, "documents": 0, "text_bytes": 0} for split in SPLIT_FILES}
+    encoded = ordered_map(_encode_batch, _batches(corpus_dir, config.batch_chars), workers,
+                          initializer=_init_worker, initargs=(str(tokenizer_dir),))
+    for split, ids, lengths, batch_bytes in encoded:
+        writers[split].add_batch(ids, lengths)
+        totals[split]["tokens"] += len(ids)
+        totals[split]["documents"] += len(lengths)
+        totals[split]["text_bytes"] += batch_bytes
+    splits = {split: {"tokens": totals[split]["tokens"], "documents": totals[split]["documents"],
+                      "shards": writers[split].finish()} for split in SPLIT_FILES}
     seconds = time.perf_counter() - started
-    (output_dir / "index.json").write_text(json.dumps(index, indent=2) + "\n", "utf-8")
-    stats.update(
-        tokens=total_tokens,
-        documents=total_documents,
-        text_bytes=total_bytes,
-        # eot tokens are left out: they stand for no text
-        bytes_per_token=total_bytes / max(total_tokens - total_documents, 1),
+    index = {"format": TOKEN_SHARDS_FORMAT, "dtype": dtype.name, "vocab_size": vocab_size,
+             "eot_token_id": eot_token_id, "splits": splits}
+    (output_dir / TOKEN_SHARDS_INDEX_FILE).write_text(json.dumps(index, indent=2) + "\n", "utf-8")
+    tokens = sum(split["tokens"] for split in totals.values())
+    documents = sum(split["documents"] for split in totals.values())
+    text_bytes = sum(split["text_bytes"] for split in totals.values())
+    return ShardsResult(
+        dtype=dtype.name,
+        vocab_size=vocab_size,
+        tokens=tokens,
+        documents=documents,
+        text_bytes=text_bytes,
+        bytes_per_token=text_bytes / max(tokens - documents, 1),
+        train_tokens=splits["train"]["tokens"],
+        train_documents=splits["train"]["documents"],
+        train_shards=len(splits["train"]["shards"]),
+        val_tokens=splits["val"]["tokens"],
+        val_documents=splits["val"]["documents"],
+        val_shards=len(splits["val"]["shards"]),
         seconds=seconds,
-        tokens_per_second=total_tokens / seconds if seconds else 0.0,
+        tokens_per_second=tokens / seconds if seconds else 0.0,
         workers=workers,
     )
-    return stats

@@ -26,6 +26,7 @@ from pathlib import Path
 
 import regex
 
+from lmlib.formats import MERGES_FILE, TOKENIZER_CONFIG_FILE, VOCAB_FILE
 from lmlib.tokenizer.gpt2_files import load_merges, load_vocab, save_vocab_and_merges
 from lmlib.tokenizer.pretokenize import GPT2_PATTERN, PRETOKEN_REGEX, special_token_regex
 
@@ -121,22 +122,22 @@ class Tokenizer:
     def from_directory(cls, directory: str | Path) -> Tokenizer:
         """Load a directory written by `save`: vocab.json, merges.txt and tokenizer.json."""
         directory = Path(directory)
-        config_path = directory / "tokenizer.json"
+        config_path = directory / TOKENIZER_CONFIG_FILE
         if not config_path.is_file():
             raise FileNotFoundError(
                 f"{config_path} not found: expected a tokenizer directory written by "
                 "Tokenizer.save (vocab.json, merges.txt, tokenizer.json)"
             )
         config = json.loads(config_path.read_text("utf-8"))
-        return cls.from_files(directory / "vocab.json", directory / "merges.txt",
+        return cls.from_files(directory / VOCAB_FILE, directory / MERGES_FILE,
                               config.get("special_tokens", []))
 
     def save(self, directory: str | Path) -> None:
         """Write vocab.json and merges.txt (GPT-2 format) and tokenizer.json (special tokens)."""
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
-        save_vocab_and_merges(self.vocab, self.merges, directory / "vocab.json",
-                              directory / "merges.txt")
+        save_vocab_and_merges(self.vocab, self.merges, directory / VOCAB_FILE,
+                              directory / MERGES_FILE)
         config = {
             "format": "gpt2-byte-level-bpe",
             "vocab_size": self.vocab_size,
@@ -144,7 +145,7 @@ class Tokenizer:
             "special_token_ids": self._special_ids,
             "pretokenize_pattern": GPT2_PATTERN,
         }
-        (directory / "tokenizer.json").write_text(json.dumps(config, indent=2) + "\n", "utf-8")
+        (directory / TOKENIZER_CONFIG_FILE).write_text(json.dumps(config, indent=2) + "\n", "utf-8")
 
     # --- properties ----------------------------------------------------------------------------
 

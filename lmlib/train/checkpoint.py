@@ -14,17 +14,27 @@ which tensors are row-sharded). Such a checkpoint resumes on the same world size
 `consolidate_checkpoint(step_dir, out_dir)` merges it into the single-file format, which
 resumes single-process (with batch_size multiplied by the old world size to see the same
 data) and loads with `lmlib.model.load_model(out_dir)`.
+
+`CheckpointManager` owns both formats for a training loop: it saves in the one its parallel
+strategy needs, and resumes from the newest checkpoint after checking the config and the world
+size still fit. Directories are published with lmlib.artifacts.atomic_directory.
 """
 
+import contextlib
 import json
 import os
 import shutil
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
 import torch
 
-CHECKPOINT_FILE = "checkpoint.pt"
+from lmlib.artifacts import atomic_directory
+from lmlib.distributed.runtime import barrier, broadcast_object
+from lmlib.model.saved_model import TRAINER_CHECKPOINT_FILE as CHECKPOINT_FILE
+
 SHARDED_INDEX_FILE = "sharded.json"
 SHARDED_FORMAT = "lmpipe-sharded-checkpoint/1"
 STEP_PREFIX = "step_"
@@ -121,22 +131,25 @@ def write_training_checkpoint(
     keep: int = 2,
 ) -> Path:
     """Writes checkpoints_dir/step_NNNNNNNN atomically and prunes all but the newest `keep`."""
-    checkpoints_dir.mkdir(parents=True, exist_ok=True)
-    final = checkpoints_dir / step_directory_name(step)
-    temporary = checkpoints_dir / f".tmp-{final.name}-{os.getpid()}"
-    if temporary.exists():
-        shutil.rmtree(temporary)
-    temporary.mkdir()
-    save_checkpoint(model, optimizer, step, temporary / CHECKPOINT_FILE, extra=trainer_state)
-    (temporary / "config.json").write_text(json.dumps(config, indent=2))
-    summary = {k: v for k, v in trainer_state.items() if isinstance(v, int | float | str)}
-    (temporary / "trainer_state.json").write_text(json.dumps({"step": step, **summary}, indent=2))
-    if final.exists():  # a re-run reached the same step: replace it
-        shutil.rmtree(final)
-    os.replace(temporary, final)
-    for old in list_checkpoints(checkpoints_dir)[:-keep]:
-        shutil.rmtree(old)
+    final = Path(checkpoints_dir) / step_directory_name(step)
+    with atomic_directory(final) as temporary:  # a re-run that reached this step replaces it
+        save_checkpoint(model, optimizer, step, temporary / CHECKPOINT_FILE, extra=trainer_state)
+        _write_summaries(temporary, step, config, trainer_state)
+    prune_checkpoints(checkpoints_dir, keep)
     return final
+
+
+def _write_summaries(directory: Path, step: int, config: dict, trainer_state: dict) -> None:
+    """config.json, and trainer_state.json: the scalar trainer state, for people."""
+    (directory / "config.json").write_text(json.dumps(config, indent=2))
+    summary = {k: v for k, v in trainer_state.items() if isinstance(v, int | float | str)}
+    (directory / "trainer_state.json").write_text(json.dumps({"step": step, **summary}, indent=2))
+
+
+def prune_checkpoints(checkpoints_dir: Path, keep: int) -> None:
+    """Deletes all but the newest `keep` complete checkpoints."""
+    for old in list_checkpoints(Path(checkpoints_dir))[:-keep]:
+        shutil.rmtree(old)
 
 
 def list_checkpoints(checkpoints_dir: Path) -> list[Path]:
@@ -172,47 +185,106 @@ def read_sharded_index(step_dir: Path) -> dict:
     return index
 
 
-def write_sharded_training_checkpoint(
-    checkpoints_dir: Path,
-    step: int,
-    rank: int,
-    world_size: int,
-    state: dict,
-    config: dict,
-    trainer_state: dict,
-    index: dict,
-    barrier,
-    keep: int = 2,
-) -> Path:
-    """Collective: every rank writes `state` to its rank file; rank 0 adds the index files.
+@dataclass(frozen=True)
+class ResumePoint:
+    """Where a resumed run stands: the checkpoint it read, its step and the loop's own state
+    (what the loop passed to `CheckpointManager.save`, plus rng, world_size and strategy)."""
 
-    `index` (strategy, layout, ...) goes into sharded.json. `barrier()` synchronizes the
-    ranks; the directory must be on storage all ranks share.
+    path: Path
+    step: int
+    trainer_state: dict
+
+
+class CheckpointManager:
+    """A run's checkpoints/ directory: saves in the format the strategy needs (one file, or one
+    per rank), finds the newest, and resumes from it after checking it fits this run.
+
+    `strategy` is an lmlib.distributed strategy; `config` (a dict) is written beside each
+    checkpoint as config.json, and `check_config(saved_config, path)`, when given, raises if a
+    saved one cannot be resumed by this run. Saving and resuming are collective under a
+    process group: every rank calls them.
     """
-    final = checkpoints_dir / step_directory_name(step)
-    temporary = checkpoints_dir / f".tmp-{final.name}"
-    if rank == 0:
-        checkpoints_dir.mkdir(parents=True, exist_ok=True)
-        if temporary.exists():
-            shutil.rmtree(temporary)
-        temporary.mkdir()
-    barrier()
-    torch.save(state, temporary / rank_file_name(rank))
-    barrier()
-    if rank == 0:
-        (temporary / "config.json").write_text(json.dumps(config, indent=2))
-        summary = {k: v for k, v in trainer_state.items() if isinstance(v, int | float | str)}
-        (temporary / "trainer_state.json").write_text(json.dumps({"step": step, **summary},
-                                                                 indent=2))
-        full_index = {"format": SHARDED_FORMAT, "step": step, "world_size": world_size, **index}
-        (temporary / SHARDED_INDEX_FILE).write_text(json.dumps(full_index, indent=2))
-        if final.exists():
-            shutil.rmtree(final)
-        os.replace(temporary, final)
-        for old in list_checkpoints(checkpoints_dir)[:-keep]:
-            shutil.rmtree(old)
-    barrier()
-    return final
+
+    def __init__(self, directory: Path, strategy, config: dict, keep: int = 2,
+                 check_config: Callable[[dict, Path], None] | None = None):
+        self.directory = Path(directory)
+        self.strategy, self.config, self.keep = strategy, config, keep
+        self.check_config = check_config
+
+    def latest(self) -> Path | None:
+        return latest_checkpoint(self.directory)
+
+    def save(self, step: int, optimizer: torch.optim.Optimizer, trainer_state: dict) -> Path:
+        """Writes checkpoints/step_NNNNNNNN: the strategy's model and optimizer state, `step`,
+        `trainer_state` and the RNG states; returns its path."""
+        strategy = self.strategy
+        trainer_state = {**trainer_state, "rng": rng_states(), "world_size": strategy.world_size,
+                         "strategy": strategy.name}
+        if strategy.sharded_checkpoints:
+            state = {**strategy.local_state(optimizer), "iteration": step, "extra": trainer_state}
+            return self._save_sharded(step, state, strategy.sharded_index(optimizer),
+                                      trainer_state)
+        path = self.directory / step_directory_name(step)
+        if strategy.rank == 0:
+            path = write_training_checkpoint(self.directory, step, strategy.model, optimizer,
+                                             self.config, trainer_state, keep=self.keep)
+        strategy.barrier()
+        return path
+
+    def _save_sharded(self, step: int, state: dict, index: dict, trainer_state: dict) -> Path:
+        """Every rank writes its rank file into one temporary directory that rank 0 publishes
+        with the index files; the directory must be on storage all ranks share."""
+        rank, world_size = self.strategy.rank, self.strategy.world_size
+        final = self.directory / step_directory_name(step)
+        publishing = atomic_directory(final) if rank == 0 else contextlib.nullcontext()
+        with publishing as temporary:
+            temporary = Path(broadcast_object(str(temporary) if rank == 0 else None))
+            torch.save(state, temporary / rank_file_name(rank))
+            barrier()
+            if rank == 0:
+                _write_summaries(temporary, step, self.config, trainer_state)
+                full_index = {"format": SHARDED_FORMAT, "step": step, "world_size": world_size,
+                              **index}
+                (temporary / SHARDED_INDEX_FILE).write_text(json.dumps(full_index, indent=2))
+        if rank == 0:
+            prune_checkpoints(self.directory, self.keep)
+        barrier()
+        return final
+
+    def resume(self, optimizer: torch.optim.Optimizer, device) -> ResumePoint | None:
+        """Loads the newest checkpoint into the strategy's model and `optimizer` (on `device`)
+        and restores the RNG states; None when there is none."""
+        path = self.latest()
+        if path is None:
+            return None
+        if self.check_config is not None:
+            self.check_config(json.loads((path / "config.json").read_text()), path)
+        strategy = self.strategy
+        rank0_model = None
+        if is_sharded_checkpoint(path):
+            index = read_sharded_index(path)
+            self._check_same_world(index["world_size"], index["strategy"], path)
+            state = read_training_state(path / rank_file_name(strategy.rank), device)
+            if strategy.reads_rank0_weights():
+                rank0_model = read_training_state(path / rank_file_name(0), device)["model"]
+        else:
+            state = read_training_state(path / CHECKPOINT_FILE, device)
+            self._check_same_world(state["extra"].get("world_size", 1),
+                                   state["extra"].get("strategy", "none"), path)
+        strategy.load(optimizer, state, rank0_model)
+        restore_rng_states(state["extra"]["rng"])
+        return ResumePoint(path, state["iteration"], state["extra"])
+
+    def _check_same_world(self, saved_world_size: int, saved_strategy: str, path: Path) -> None:
+        world_size, strategy = self.strategy.world_size, self.strategy.name
+        if saved_world_size != world_size or saved_strategy != strategy:
+            raise ValueError(
+                f"{path} was written by {saved_world_size} process(es) with strategy "
+                f"{saved_strategy!r}; this run has {world_size} with {strategy!r}. Resume with "
+                "the same torchrun --nproc_per_node/--nnodes and strategy, or merge a sharded "
+                "checkpoint with lmlib.train.checkpoint.consolidate_checkpoint and resume "
+                "single-process."
+            )
 
 
 def _merge_rows(pieces: list[torch.Tensor], rows: int) -> torch.Tensor:

@@ -16,10 +16,11 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from lmlib.distributed.activation_checkpointing import ACTIVATION_CHECKPOINTING_MODES
+from lmlib.distributed.strategy import STRATEGIES
 from lmlib.model.transformer import ModelConfig
 
-STRATEGIES = ("none", "ddp", "zero1", "fsdp")
-ACTIVATION_CHECKPOINTING = ("none", "every", "every_k")
+ACTIVATION_CHECKPOINTING = ACTIVATION_CHECKPOINTING_MODES  # the old name of the same modes
 
 # Fields that change the weights a run produces: a resumed run must keep them.
 RESUME_INVARIANT_FIELDS = (
@@ -84,8 +85,9 @@ class TrainConfig:
             raise ValueError(f"precision must be auto, bf16 or fp32, got {self.precision!r}")
         if self.strategy not in STRATEGIES:
             raise ValueError(f"strategy must be one of {STRATEGIES}, got {self.strategy!r}")
-        if self.activation_checkpointing not in ACTIVATION_CHECKPOINTING:
-            raise ValueError(f"activation_checkpointing must be one of {ACTIVATION_CHECKPOINTING},"
+        if self.activation_checkpointing not in ACTIVATION_CHECKPOINTING_MODES:
+            raise ValueError("activation_checkpointing must be one of "
+                             f"{ACTIVATION_CHECKPOINTING_MODES},"
                              f" got {self.activation_checkpointing!r}")
         if self.activation_checkpointing_every_k < 1:
             raise ValueError("activation_checkpointing_every_k must be at least 1, got "
@@ -116,6 +118,19 @@ class TrainConfig:
         if unknown:
             raise ValueError(f"unknown TrainConfig fields {sorted(unknown)}; known: {sorted(known)}")
         return cls(**values)
+
+    def check_can_resume(self, saved: dict, checkpoint: Path) -> None:
+        """Raises if the config `saved` beside `checkpoint` trained with different values of
+        the fields that change the weights (RESUME_INVARIANT_FIELDS)."""
+        # through the dataclass, so that a field added since the checkpoint compares as its default
+        saved = TrainConfig.from_dict(saved).to_dict()
+        current = self.to_dict()
+        changed = [name for name in RESUME_INVARIANT_FIELDS if saved.get(name) != current[name]]
+        if changed:
+            raise ValueError(
+                f"{checkpoint} was trained with different {changed}; resuming would not reproduce "
+                "the run. Use a new run_dir, or delete its checkpoints to start over."
+            )
 
     def with_overrides(self, overrides: dict[str, object]) -> "TrainConfig":
         """A copy with dotted keys replaced, e.g. {"max_steps": 10, "model.d_model": 64}."""

@@ -11,6 +11,8 @@ and the process's own handling applies.
 import signal
 import threading
 
+import torch
+
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
 # The exit status of a process ended by a signal, as shells report it (128 + number).
 EXIT_STATUS = {signal.SIGTERM: 143, signal.SIGINT: 130}
@@ -54,3 +56,15 @@ class StopSignals:
             signal.signal(number, previous)
         self._previous.clear()
         return False
+
+
+def all_reduce_with_stop_signal(value: torch.Tensor, received: signal.Signals | None
+                                ) -> tuple[torch.Tensor, str | None]:
+    """Sums the scalar `value` over the ranks in the same all-reduce that tells whether any rank
+    received a stop signal (one collective a step instead of two); returns the sum and the name
+    of the first signal in STOP_SIGNALS that some rank received, or None."""
+    agreed = torch.stack([value.float(), *(
+        torch.tensor(float(received == number), device=value.device) for number in STOP_SIGNALS)])
+    torch.distributed.all_reduce(agreed)
+    stopped_by = [number.name for number, count in zip(STOP_SIGNALS, agreed[1:]) if count > 0]
+    return agreed[0], stopped_by[0] if stopped_by else None

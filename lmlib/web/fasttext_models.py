@@ -14,8 +14,8 @@
   1000-2000 at dim 16 on a 40-word vocabulary; bucket >= 5000 never did), so training retries
   up to three times on NaN and the error says to enlarge `bucket`.
 - `download_file` is a plain, resumable-free HTTP(S) download with a tqdm progress bar, a sha256
-  check when the digest is known, and an atomic rename: a half-downloaded model never sits at
-  the final path.
+  check when the digest is known, written through `lmlib.artifacts.atomic_file`: a
+  half-downloaded model never sits at the final path.
 """
 
 from __future__ import annotations
@@ -31,7 +31,8 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from lmlib.artifacts import sha256_file
+from lmlib.artifacts import atomic_file, sha256_file
+from lmlib.home import lmpipe_home
 
 _LOADED_MODELS: dict[str, Any] = {}
 
@@ -51,10 +52,10 @@ DEFAULT_TRAIN_PARAMS: dict[str, Any] = {
 
 
 def default_model_cache_dir() -> Path:
-    """Where downloaded models live: $LMPIPE_MODEL_CACHE, else $LMPIPE_HOME/models (./.lmpipe)."""
+    """Where downloaded models live: $LMPIPE_MODEL_CACHE, else $LMPIPE_HOME/models."""
     if os.environ.get("LMPIPE_MODEL_CACHE"):
         return Path(os.environ["LMPIPE_MODEL_CACHE"])
-    return Path(os.environ.get("LMPIPE_HOME", ".lmpipe")) / "models"
+    return lmpipe_home() / "models"
 
 
 def load_fasttext_model(path: str | Path) -> Any:
@@ -144,30 +145,23 @@ def download_file(
     destination = Path(destination)
     if destination.is_file() and (sha256 is None or sha256_file(destination) == sha256):
         return destination
-    destination.parent.mkdir(parents=True, exist_ok=True)
     from tqdm import tqdm
 
-    handle, tmp_name = tempfile.mkstemp(prefix=destination.name + ".", suffix=".part",
-                                        dir=destination.parent)
     digest = hashlib.sha256()
-    try:
-        with os.fdopen(handle, "wb") as out, urllib.request.urlopen(url, timeout=timeout_s) as resp:
-            total = int(resp.headers.get("Content-Length") or 0) or None
-            with tqdm(total=total, unit="B", unit_scale=True, desc=destination.name,
-                      disable=not progress) as bar:
-                for block in iter(lambda: resp.read(1 << 20), b""):
-                    out.write(block)
-                    digest.update(block)
-                    bar.update(len(block))
-            if total is not None and out.tell() != total:
-                raise OSError(f"download of {url} stopped at {out.tell()} of {total} bytes")
+    with atomic_file(destination) as temporary, open(temporary, "wb") as out, \
+            urllib.request.urlopen(url, timeout=timeout_s) as response:
+        total = int(response.headers.get("Content-Length") or 0) or None
+        with tqdm(total=total, unit="B", unit_scale=True, desc=destination.name,
+                  disable=not progress) as bar:
+            for block in iter(lambda: response.read(1 << 20), b""):
+                out.write(block)
+                digest.update(block)
+                bar.update(len(block))
+        if total is not None and out.tell() != total:
+            raise OSError(f"download of {url} stopped at {out.tell()} of {total} bytes")
         if sha256 is not None and digest.hexdigest() != sha256:
             raise ValueError(
                 f"sha256 mismatch for {url}: got {digest.hexdigest()}, expected {sha256}; "
                 "the file was not kept"
             )
-        os.replace(tmp_name, destination)
-    except BaseException:
-        Path(tmp_name).unlink(missing_ok=True)
-        raise
     return destination

@@ -4,18 +4,26 @@
   negatives a sample of crawled documents; both are lower-cased and cut to their first
   `max_chars` characters, so long pages do not dominate training and prediction stays fast.
 - Training is reproducible: a seeded shuffle, a seeded held-out split, one fastText thread.
-- `classify_quality(text)` returns ("wiki" | "cc", probability of that label); the filter uses
-  p(wiki) against a threshold.
+  `QualityClassifierConfig` holds the one set of training defaults.
+- `classify_quality(text, model_path)` returns ("wiki" | "cc", probability of that label); the
+  model is always explicit (an argument, or a default set with `use_quality_model`); the filter
+  uses p(wiki) against a threshold.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import random
 import time
 from collections.abc import Iterable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import pyarrow.parquet as pq
+
+from lmlib.formats import QUALITY_MODEL_FILE, QUALITY_REFERENCE_FILE
+from lmlib.stage import StageResult, check_positive
 from lmlib.web.fasttext_models import (
     label_probability,
     load_fasttext_model,
@@ -26,9 +34,6 @@ from lmlib.web.fasttext_models import (
 HIGH_QUALITY_LABEL = "wiki"
 LOW_QUALITY_LABEL = "cc"
 DEFAULT_MAX_CHARS = 10_000
-# On 106 enwiki articles vs 129 crawl pages, lr 0.5 and 50 epochs reached held-out accuracy
-# 1.0 for 4 of 4 seeds; fastText's usual lr 0.1 / 25 epochs gave 0.83-0.89.
-QUALITY_TRAIN_PARAMS = {"lr": 0.5, "epoch": 50}
 
 
 def prepare_quality_text(text: str, max_chars: int = DEFAULT_MAX_CHARS) -> str:
@@ -64,23 +69,73 @@ def _binary_metrics(truth: list[bool], predicted: list[bool]) -> dict[str, float
     }
 
 
+@dataclass
+class QualityClassifierConfig:
+    """How `build_quality_classifier` trains the wiki-vs-cc model: the one source of its
+    fastText parameters (the rest are `fasttext_models.DEFAULT_TRAIN_PARAMS`).
+
+    Few epochs, a low rate and unigrams give graded scores. The negatives are the very documents
+    the filter then scores, so a model that separates the sets perfectly (lr 0.5, 50 epochs,
+    bigrams reached held-out accuracy 1.0 on 106 enwiki articles vs 129 crawl pages, 4 of 4
+    seeds) memorizes them and scores every crawled page near 0."""
+
+    reference_path: str | None = None  # JSONL(.gz), a "text" per line; None: the crawl's own
+    negative_sample: int = 1000  # crawled documents drawn as negatives (seeded)
+    held_out_fraction: float = 0.2  # of each class, for the held-out precision/recall
+    seed: int = 0  # the sample, the split and the shuffle
+    epoch: int = 5
+    lr: float = 0.1
+    word_ngrams: int = 1  # fastText's wordNgrams
+
+    def __post_init__(self) -> None:
+        check_positive(self, "negative_sample", "epoch", "lr", "word_ngrams")
+        if not 0.0 < self.held_out_fraction < 1.0:
+            raise ValueError(f"QualityClassifierConfig.held_out_fraction must be in (0, 1), "
+                             f"got {self.held_out_fraction}")
+
+
+@dataclass
+class QualityClassifierResult(StageResult):
+    """The trained model and how well it tells the held-out documents apart."""
+
+    MANIFEST_COUNTS = ("positives", "negatives", "held_out_documents")
+
+    positives: int
+    negatives: int
+    train_documents: int
+    held_out_documents: int
+    held_out_precision: float  # of the "wiki" label
+    held_out_recall: float
+    held_out_accuracy: float
+    train_seconds: float
+    model_bytes: int
+    model_path: Path
+    reference_path: str | None = None
+
+
+_DEFAULTS = QualityClassifierConfig
+
+
 def train_quality_classifier(
     positive_texts: Iterable[str],
     negative_texts: Iterable[str],
     out_path: str | Path,
     *,
-    held_out_fraction: float = 0.2,
-    seed: int = 0,
+    held_out_fraction: float = _DEFAULTS.held_out_fraction,
+    seed: int = _DEFAULTS.seed,
+    epoch: int = _DEFAULTS.epoch,
+    lr: float = _DEFAULTS.lr,
+    word_ngrams: int = _DEFAULTS.word_ngrams,
     max_chars: int = DEFAULT_MAX_CHARS,
     **fasttext_params: Any,
-) -> dict[str, Any]:
-    """Train wiki-vs-cc fastText on a seeded split; returns sizes and held-out precision/recall.
+) -> QualityClassifierResult:
+    """Train wiki-vs-cc fastText on a seeded split and save it to `out_path`; returns sizes and
+    held-out precision/recall (of "wiki", on documents the saved model never saw).
 
-    Precision and recall are for the "wiki" label on the held-out documents, which the saved
-    model never saw.
-    """
-    if not 0.0 < held_out_fraction < 1.0:
-        raise ValueError(f"held_out_fraction must be in (0, 1), got {held_out_fraction}")
+    Defaults are `QualityClassifierConfig`'s; other fastText parameters (dim, bucket, ...) pass
+    through. The model is only saved: classifiers take its path explicitly."""
+    QualityClassifierConfig(held_out_fraction=held_out_fraction, seed=seed, epoch=epoch, lr=lr,
+                            word_ngrams=word_ngrams)  # validates
     positives = [t for t in positive_texts if t and t.strip()]
     negatives = [t for t in negative_texts if t and t.strip()]
     if len(positives) < 2 or len(negatives) < 2:
@@ -100,34 +155,37 @@ def train_quality_classifier(
     rng.shuffle(splits["train"])
 
     started = time.perf_counter()
-    train_fasttext_classifier(splits["train"], out_path, **{**QUALITY_TRAIN_PARAMS, **fasttext_params})
+    train_fasttext_classifier(splits["train"], out_path,
+                              **{"lr": lr, "epoch": epoch, "wordNgrams": word_ngrams,
+                                 **fasttext_params})
     train_seconds = time.perf_counter() - started
     classifier = QualityClassifier(out_path, max_chars=max_chars)
     truth = [label == HIGH_QUALITY_LABEL for label, _ in splits["held_out"]]
-    predicted = [classifier.predict(text)[0] == HIGH_QUALITY_LABEL for _, text in splits["held_out"]]
+    predicted = [classifier.predict(text)[0] == HIGH_QUALITY_LABEL
+                 for _, text in splits["held_out"]]
     metrics = _binary_metrics(truth, predicted)
-    use_quality_model(out_path)
-    return {
-        "positives": len(positives),
-        "negatives": len(negatives),
-        "train_documents": len(splits["train"]),
-        "held_out_documents": len(splits["held_out"]),
-        "held_out_precision": metrics["precision"],
-        "held_out_recall": metrics["recall"],
-        "held_out_accuracy": metrics["accuracy"],
-        "train_seconds": train_seconds,
-        "model_bytes": Path(out_path).stat().st_size,
-        "model_path": str(out_path),
-    }
+    return QualityClassifierResult(
+        positives=len(positives),
+        negatives=len(negatives),
+        train_documents=len(splits["train"]),
+        held_out_documents=len(splits["held_out"]),
+        held_out_precision=metrics["precision"],
+        held_out_recall=metrics["recall"],
+        held_out_accuracy=metrics["accuracy"],
+        train_seconds=round(train_seconds, 3),
+        model_bytes=Path(out_path).stat().st_size,
+        model_path=Path(out_path),
+    )
 
 
 _default_model_path: Path | None = None
 
 
-def use_quality_model(model_path: str | Path) -> None:
-    """Make `classify_quality` use this model (train_quality_classifier calls it too)."""
+def use_quality_model(model_path: str | Path | None) -> None:
+    """Set (or, with None, clear) the model `classify_quality` uses when given no path.
+    Nothing else sets it: training only saves a model."""
     global _default_model_path
-    _default_model_path = Path(model_path)
+    _default_model_path = Path(model_path) if model_path is not None else None
 
 
 def classify_quality(text: str, model_path: str | Path | None = None) -> tuple[str, float]:
@@ -135,8 +193,8 @@ def classify_quality(text: str, model_path: str | Path | None = None) -> tuple[s
     path = model_path or _default_model_path
     if path is None:
         raise RuntimeError(
-            "no quality model: pass model_path, call use_quality_model(path), or train one with "
-            "train_quality_classifier"
+            "no quality model: pass model_path (e.g. the out_path given to "
+            "train_quality_classifier) or set a default with use_quality_model(path)"
         )
     return QualityClassifier(path).predict(text)
 
@@ -166,30 +224,28 @@ def read_reference_texts(path: str | Path) -> list[str]:
 
 
 def build_quality_classifier(
-    reference_path: str | Path,
     document_parquets: list[Path],
     output_dir: Path,
+    config: QualityClassifierConfig | None = None,
     *,
-    negative_sample: int = 1000,
-    seed: int = 0,
-    held_out_fraction: float = 0.2,
-    **fasttext_params: Any,
-) -> dict[str, Any]:
-    """The `quality_classifier` stage: reference set as positives, a seeded sample of crawled
-    documents as negatives; writes output_dir/quality.bin and returns the training stats.
-
-    The negatives are drawn from the very documents the filter then scores, so a model that
-    memorizes them scores every crawled page near 0. Few epochs and unigrams (the asset's
-    defaults) give graded probabilities instead: good crawled prose lands well above spam."""
-    import pyarrow.parquet as pq
-
-    positives = read_reference_texts(reference_path)
+    default_reference: str | Path | None = None,
+) -> QualityClassifierResult:
+    """The `quality_classifier` stage: the reference set (`config.reference_path`, else
+    `default_reference`, the crawl directory's own) as positives, a seeded sample of the crawled
+    documents as negatives; writes output_dir/quality.bin."""
+    config = config or QualityClassifierConfig()
+    reference = config.reference_path or default_reference
+    if reference is None:
+        raise ValueError("no quality reference set: set QualityClassifierConfig.reference_path "
+                         f"to a JSONL(.gz) file, or put {QUALITY_REFERENCE_FILE} in the crawl "
+                         "directory")
+    positives = read_reference_texts(reference)
     crawled = [text for path in sorted(document_parquets)
                for text in pq.read_table(path, columns=["text"]).column("text").to_pylist()]
-    negatives = random.Random(seed).sample(crawled, min(negative_sample, len(crawled)))
-    stats = train_quality_classifier(positives, negatives, Path(output_dir) / "quality.bin",
-                                     held_out_fraction=held_out_fraction, seed=seed,
-                                     **fasttext_params)
-    stats["model_path"] = "quality.bin"
-    stats["reference_path"] = str(reference_path)
-    return stats
+    negatives = random.Random(config.seed).sample(crawled,
+                                                  min(config.negative_sample, len(crawled)))
+    result = train_quality_classifier(
+        positives, negatives, Path(output_dir) / QUALITY_MODEL_FILE,
+        held_out_fraction=config.held_out_fraction, seed=config.seed, epoch=config.epoch,
+        lr=config.lr, word_ngrams=config.word_ngrams)
+    return dataclasses.replace(result, reference_path=str(reference))

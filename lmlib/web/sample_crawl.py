@@ -30,13 +30,14 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
+from lmlib.formats import QUALITY_REFERENCE_FILE
+
 SEED = 20261121
 NUM_FILES = 3
 PAGES_PER_FILE = 800
 REFERENCE_DOCUMENTS = 300
 CRAWL_DATE = "2026-01-{day:02d}T{hour:02d}:{minute:02d}:{second:02d}Z"
 DEFAULT_OUT = Path(__file__).resolve().parents[2] / "assets" / "crawl"
-REFERENCE_NAME = "quality_reference.jsonl.gz"
 
 TOPICS = {
     "astronomy": (
@@ -358,7 +359,7 @@ class SampleCrawl:
         """The positives of the quality classifier: long, clean articles as they come out of
         extraction from good pages (site navigation included, as with pages linked from
         Wikipedia), so that the classifier learns content, not page chrome."""
-        from lmlib.web.extract import extract_text_from_html_bytes
+        from lmlib.web.html_text import extract_text_from_html_bytes
 
         documents = []
         for index in range(REFERENCE_DOCUMENTS):
@@ -435,7 +436,7 @@ def generate(out_dir: Path = DEFAULT_OUT, seed: int = SEED) -> list[Path]:
         paths.append(path)
     lines = "".join(json.dumps(doc, ensure_ascii=False) + "\n"
                     for doc in crawl.reference_documents())
-    reference = out_dir / REFERENCE_NAME
+    reference = out_dir / QUALITY_REFERENCE_FILE
     reference.write_bytes(gzip.compress(lines.encode(), compresslevel=6, mtime=0))
     paths.append(reference)
     return paths

@@ -8,8 +8,13 @@ import pytest
 
 from dagster_project.resources import Storage
 from dagster_project.stage import run_stage
-from lmlib.corpus import DOCUMENT_SEPARATOR
-from lmlib.tokenizer import ShardConfig, TokenizerConfig, train_tokenizer, write_token_shards
+from lmlib.tokenizer import (
+    DOCUMENT_SEPARATOR,
+    ShardConfig,
+    TokenizerConfig,
+    train_tokenizer,
+    write_token_shards,
+)
 from tests.conftest import lmpipe_environment
 
 WORDS = ("the model reads a token and learns which token comes next from many small "

@@ -51,7 +51,7 @@ def test_four_processes():
 
 
 def test_bucket_plan_respects_sizes():
-    from lmlib.dist import plan_buckets
+    from lmlib.distributed import plan_buckets
 
     params = [torch.nn.Parameter(torch.zeros(n)) for n in (10, 300, 20, 5)]
     assert [len(b) for b in plan_buckets(params, None)] == [4]

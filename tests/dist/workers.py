@@ -8,7 +8,7 @@ global batch:
   within a few units in the last place of it (the tolerances below).
 - `micro_batch_step`: each rank's rows as a separate micro-batch, the losses scaled so the
   gradients sum to the global mean: the ranks' own arithmetic. In float32 on two ranks the
-  distributed run must equal it bitwise, which shows lmlib.dist adds no rounding of its own
+  distributed run must equal it bitwise, which shows lmlib.distributed adds no rounding of its own
   (gradient scaling, communication, the layout of gathered weights).
 
 Why the full batch cannot be matched bitwise: a row's activations, loss term and activation
@@ -42,7 +42,7 @@ import copy
 import torch
 import torch.distributed as dist
 
-from lmlib.dist import DDP, FSDP, ShardedOptimizer, apply_activation_checkpointing
+from lmlib.distributed import DDP, FSDP, ShardedOptimizer, apply_activation_checkpointing
 from lmlib.model import Embedding, Linear, ModelConfig, TransformerLM, cross_entropy
 from lmlib.optim import AdamW
 

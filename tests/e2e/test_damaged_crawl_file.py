@@ -23,7 +23,7 @@ from dagster_project.definitions import defs
 from dagster_project.demo import LayerFailure, failure_reason, main, run_everything
 from dagster_project.home import EMBEDDED_CRAWL, ensure_dagster_home
 from lmlib.artifacts import read_manifest, write_manifest
-from lmlib.web.sample_crawl import REFERENCE_NAME
+from lmlib.formats import QUALITY_REFERENCE_FILE
 from tests.conftest import lmpipe_environment
 
 GOOD, DAMAGED = "sample-00000.warc.gz", "garbage.warc.gz"
@@ -52,7 +52,7 @@ def _without_training(definitions):
 @pytest.fixture(scope="module")
 def damaged_run(tmp_path_factory):
     root = tmp_path_factory.mktemp("damaged")
-    crawl = _crawl_dir(root / "crawl", [GOOD, REFERENCE_NAME, DAMAGED])
+    crawl = _crawl_dir(root / "crawl", [GOOD, QUALITY_REFERENCE_FILE, DAMAGED])
     home = root / "lmpipe"
     # A stale artifact of the damaged file from a run before the download got damaged: it must
     # not be read as if it were good.

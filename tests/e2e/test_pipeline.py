@@ -9,6 +9,7 @@ from dagster_project.definitions import defs
 from dagster_project.demo import run_everything
 from dagster_project.home import EMBEDDED_CRAWL
 from lmlib.artifacts import read_manifest
+from lmlib.formats import DOCUMENTS_FILE
 from tests.conftest import materialize_pipeline
 
 PARTITIONS = sorted(p.name for p in EMBEDDED_CRAWL.glob("*.warc.gz"))
@@ -20,9 +21,9 @@ def test_every_partition_of_web_documents_is_materialized_with_a_manifest(pipeli
     for partition in PARTITIONS:
         directory = home / "artifacts" / "web_documents" / partition
         manifest = read_manifest(directory)
-        rows = pq.ParquetFile(directory / "documents.parquet").metadata.num_rows
+        rows = pq.ParquetFile(directory / DOCUMENTS_FILE).metadata.num_rows
         assert manifest["counts"]["documents"] == rows > 500
-        assert set(manifest["files"]) == {"documents.parquet"}
+        assert set(manifest["files"]) == {DOCUMENTS_FILE}
         total += rows
     assert total > 2000
     leftovers = [p.name for p in (home / "artifacts" / "web_documents").iterdir()

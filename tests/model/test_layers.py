@@ -193,9 +193,9 @@ def test_triton_cross_entropy_stable_and_out_of_range_target_is_nan():
 
 
 def test_cross_entropy_picks_plain_ops_on_cpu_and_rejects_unknown_implementation():
-    from lmlib.model.loss import _resolve
+    from lmlib.model.loss import resolve_implementation
 
-    assert _resolve("auto", torch.zeros(2, 3)) == "torch"
+    assert resolve_implementation("auto", torch.zeros(2, 3)) == "torch"
     with pytest.raises(ValueError, match="implementation"):
         cross_entropy(torch.zeros(2, 3), torch.zeros(2, dtype=torch.long), implementation="cuda")
     with pytest.raises(ValueError, match="triton cross_entropy takes"):

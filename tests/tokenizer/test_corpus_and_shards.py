@@ -7,11 +7,13 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from lmlib.corpus import CorpusConfig, build_pretraining_corpus, iter_documents
 from lmlib.tokenizer import (
+    CorpusConfig,
     ShardConfig,
     Tokenizer,
     TokenizerConfig,
+    build_pretraining_corpus,
+    iter_documents,
     round_trip_failures,
     train_tokenizer,
     write_token_shards,
@@ -63,15 +65,15 @@ def pipeline(document_files, tmp_path_factory):
 
 def test_corpus_split_counts_and_cleaning(pipeline):
     root, stats, _ = pipeline
-    assert stats["input_documents"] == 300 + 2 + 15 + 1
-    assert stats["dropped_empty_documents"] == 2
-    assert stats["separators_removed"] == 1
-    assert stats["val_documents"] == round(316 * 0.1)
-    assert stats["train_documents"] + stats["val_documents"] == 316
+    assert stats.input_documents == 300 + 2 + 15 + 1
+    assert stats.dropped_empty_documents == 2
+    assert stats.separators_removed == 1
+    assert stats.val_documents == round(316 * 0.1)
+    assert stats.train_documents + stats.val_documents == 316
     for split in ("train", "val"):
         path = root / "corpus" / f"{split}.txt"
-        assert path.stat().st_size == stats[f"{split}_bytes"]
-        assert len(list(iter_documents(path))) == stats[f"{split}_documents"]
+        assert path.stat().st_size == getattr(stats, f"{split}_bytes")
+        assert len(list(iter_documents(path))) == getattr(stats, f"{split}_documents")
     all_documents = set(iter_documents(root / "corpus" / "train.txt")) | set(
         iter_documents(root / "corpus" / "val.txt"))
     assert "ab" in all_documents
@@ -100,23 +102,31 @@ def test_train_tokenizer_writes_files_and_reports_stats(pipeline):
     for name in ("vocab.json", "merges.txt", "tokenizer.json"):
         assert (root / "tokenizer" / name).is_file()
     tokenizer = Tokenizer.from_directory(root / "tokenizer")
-    assert tokenizer.vocab_size == stats["vocab_size"] == 600
+    assert tokenizer.vocab_size == stats.vocab_size == 600
     assert tokenizer.token_id(EOT) == 599
-    assert 2.0 < stats["bytes_per_token"] < 5.0
-    assert stats["measured_on"] == "validation"
-    assert stats["training_seconds"] > 0
-    assert len(stats["longest_tokens"]) == 10
-    assert "".join(stats["sample_tokens"]) == stats["sample_text"]
-    assert tokenizer.encode(stats["sample_text"]) == stats["sample_ids"]
+    assert 2.0 < stats.bytes_per_token < 5.0
+    assert stats.measured_on == "validation"
+    assert stats.training_seconds > 0
+    assert len(stats.longest_tokens) == 10
+    assert "".join(row["token"] for row in stats.sample_encoding) == stats.sample_text
+    assert tokenizer.encode(stats.sample_text) == [row["id"] for row in stats.sample_encoding]
     check = round_trip_failures(tokenizer, root / "corpus" / "val.txt")
     assert check["documents_checked"] == 32 and check["failures"] == 0
 
 
-def test_token_config_is_validated(tmp_path):
-    with pytest.raises(ValueError, match="vocab_size"):
-        TokenizerConfig(vocab_size=100).validate()
-    with pytest.raises(ValueError, match="max_tokens_per_shard"):
-        ShardConfig(max_tokens_per_shard=0).validate()
+@pytest.mark.parametrize("make, field", [
+    (lambda: TokenizerConfig(vocab_size=100), "TokenizerConfig.vocab_size"),
+    (lambda: TokenizerConfig(workers=0), "TokenizerConfig.workers"),
+    (lambda: TokenizerConfig(special_tokens=[""]), "TokenizerConfig.special_tokens"),
+    (lambda: ShardConfig(max_tokens_per_shard=0), "ShardConfig.max_tokens_per_shard"),
+    (lambda: ShardConfig(batch_chars=-1), "ShardConfig.batch_chars"),
+    (lambda: ShardConfig(workers=0), "ShardConfig.workers"),
+    (lambda: CorpusConfig(validation_fraction=-0.1), "CorpusConfig.validation_fraction"),
+    (lambda: CorpusConfig(text_column=""), "CorpusConfig.text_column"),
+])
+def test_configs_reject_a_bad_value_naming_the_field(make, field):
+    with pytest.raises(ValueError, match=re.escape(field)):
+        make()
 
 
 def _read_shards(directory):
@@ -146,16 +156,16 @@ def test_token_shards_decode_to_the_corpus(pipeline, tmp_path):
     assert len(index["splits"]["train"]["shards"]) > 5
     for split in ("train", "val"):
         expected = list(iter_documents(root / "corpus" / f"{split}.txt"))
-        assert len(documents[split]) == len(expected) == corpus_stats[f"{split}_documents"]
+        assert len(documents[split]) == len(expected) == getattr(corpus_stats, f"{split}_documents")
         assert index["splits"][split]["documents"] == len(expected)
         for tokens, text in zip(documents[split], expected):
             assert tokens[-1] == eot and eot not in tokens[:-1]
             assert tokenizer.decode(tokens[:-1].tolist()) == text
         assert all(shard["tokens"] <= 20_000 or shard["documents"] == 1
                    for shard in index["splits"][split]["shards"])
-    assert stats["tokens"] == stats["train_tokens"] + stats["val_tokens"]
-    assert stats["documents"] == 316
-    assert 2.0 < stats["bytes_per_token"] < 5.0
+    assert stats.tokens == stats.train_tokens + stats.val_tokens
+    assert stats.documents == 316
+    assert 2.0 < stats.bytes_per_token < 5.0
 
 
 def test_token_shards_are_deterministic_across_worker_counts(pipeline, tmp_path):

@@ -297,7 +297,7 @@ def test_packages_import_with_torch_and_numpy_alone():
         "                                  'scipy', 'tqdm'} or name == 'lmlib.tokenizer':\n"
         "            raise ImportError('blocked ' + name)\n"
         "sys.meta_path.insert(0, Block())\n"
-        "import lmlib.model, lmlib.optim, lmlib.train, lmlib.train.__main__\n"
+        "import lmlib.model, lmlib.optim, lmlib.distributed, lmlib.train, lmlib.train.__main__\n"
     )
     result = subprocess.run([sys.executable, "-c", blocker], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr

@@ -6,7 +6,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from lmlib.web.filter_chain import DECISION_COLUMNS, FilterConfig, filter_documents
+from lmlib.formats import DECISIONS_FILE, DOCUMENTS_FILE, FUNNEL_PLOT_FILE
+from lmlib.web.filter_chain import FilterChain, FilterConfig, filter_documents
+from lmlib.web.filters import Decision, DocumentFilter
 from lmlib.web.harmful import train_harmful_classifier
 from lmlib.web.quality import train_quality_classifier
 from tests.conftest import shared_path
@@ -31,6 +33,20 @@ SPAM = [
     "Hot deals on cheap loans, no credit check, apply online in seconds.",
     "Best online casino bonus, click here, sign up now, cheap pills discount.",
 ]
+
+
+# The decisions table's columns, in order: artifacts downstream read them, so they are fixed.
+DECISION_COLUMNS = [
+    "doc_id",
+    "language", "language_score", "language_pass",
+    "gopher_words", "gopher_mean_word_length", "gopher_ellipsis_line_fraction",
+    "gopher_alphabetic_word_fraction", "gopher_pass", "gopher_failures",
+    "gopher_repetition_pass", "gopher_repetition_failures",
+    "nsfw_score", "nsfw_pass", "toxic_score", "toxic_pass",
+    "quality_score", "quality_pass",
+    "rejected_by",
+    "pii_emails", "pii_phone_numbers", "pii_ips",
+]  # fmt: skip
 
 
 def paragraph(sentences, n, seed):
@@ -101,27 +117,34 @@ def config(models):
 
 def test_chain_funnel_decisions_and_masked_output(tmp_path, config, models):
     source = write_partition(tmp_path / "in.parquet", DOCUMENTS)
-    stats = filter_documents(source, tmp_path / "out", config, models["quality"])
+    result = filter_documents(source, tmp_path / "out", config, models["quality"])
 
-    assert stats["documents_in"] == 7
-    assert stats["removed"] == {"language": 2, "gopher": 1, "nsfw": 1, "toxic": 0, "quality": 1}
-    assert stats["kept"] == 2
-    assert stats["funnel"][-1] == {"filter": "quality", "removed": 1, "remaining": 2}
-    assert sum(stats["removed"].values()) + stats["kept"] == stats["documents_in"]
-    assert stats["language_distribution"]["en"] == 5
-    assert stats["language_distribution"]["zh"] == 1
-    assert stats["language_distribution"]["und"] == 1
-    assert stats["pii_replacements"] == {"email": 1, "phone": 1, "ip": 1}
-    assert stats["harmful_step"]["status"] == "ran"
-    assert stats["quality_step"]["status"] == "ran"
-    assert stats["removed_examples"]["gopher"][0]["doc_id"] == "short"
-    assert stats["removed_examples"]["gopher"][0]["score"] == "word_count"
-    assert stats["removed_examples"]["language"][0]["text"].startswith("委员会")
-    assert stats["documents_per_second"] > 0
+    assert result.documents_in == 7
+    assert result.removed == {"language": 2, "gopher": 1, "nsfw": 1, "toxic": 0, "quality": 1}
+    assert result.kept == 2
+    assert result.funnel[0] == {"filter": "input", "removed": 0, "remaining": 7}
+    assert result.funnel[-1] == {"filter": "quality", "removed": 1, "remaining": 2}
+    assert sum(result.removed.values()) + result.kept == result.documents_in
+    assert result.language_distribution["en"] == 5
+    assert result.language_distribution["zh"] == 1
+    assert result.language_distribution["und"] == 1
+    assert result.pii_replacements == {"email": 1, "phone": 1, "ip": 1}
+    assert [step["status"] for step in result.steps] == [
+        "ran", "ran", "skipped", "ran", "ran", "ran"]  # gopher_repetition is off by default
+    assert result.step("nsfw")["detail"] == str(models["nsfw"])
+    assert result.removed_examples["gopher"][0]["doc_id"] == "short"
+    assert result.removed_examples["gopher"][0]["score"] == "word_count"
+    assert result.removed_examples["language"][0]["text"].startswith("委员会")
+    assert result.removed_examples["language"][0]["score"].startswith("zh ")
+    assert result.documents_per_second > 0
+    assert result.funnel_plot == tmp_path / "out" / FUNNEL_PLOT_FILE
+    assert result.funnel_plot.read_bytes().startswith(b"\x89PNG")
+    assert result.manifest_counts() == {"documents_in": 7, "kept": 2, "removed": result.removed}
 
-    decisions = pq.read_table(tmp_path / "out" / "decisions.parquet").to_pylist()
+    decisions_table = pq.read_table(tmp_path / "out" / DECISIONS_FILE)
+    assert decisions_table.column_names == DECISION_COLUMNS
+    decisions = decisions_table.to_pylist()
     assert [row["doc_id"] for row in decisions] == list(DOCUMENTS)
-    assert set(decisions[0]) == set(DECISION_COLUMNS)
     rejected = {row["doc_id"]: row["rejected_by"] for row in decisions}
     assert rejected == {"good-pii": None, "good": None, "chinese": "language", "short": "gopher",
                         "nsfw": "nsfw", "spam": "quality", "empty": "language"}
@@ -134,7 +157,7 @@ def test_chain_funnel_decisions_and_masked_output(tmp_path, config, models):
     assert good["language"] == "en" and good["language_score"] >= 0.65
     assert good["quality_score"] >= 0.5 and good["quality_pass"] is True
 
-    kept = pq.read_table(tmp_path / "out" / "documents.parquet")
+    kept = pq.read_table(tmp_path / "out" / DOCUMENTS_FILE)
     original = pq.read_table(source)
     assert kept.schema == original.schema
     assert kept.column("doc_id").to_pylist() == ["good-pii", "good"]
@@ -150,13 +173,16 @@ def test_missing_models_skip_their_steps_with_reasons(tmp_path):
     source = write_partition(tmp_path / "in.parquet", DOCUMENTS)
     config = FilterConfig(language_model_path=str(shared_path("models/lid.176.ftz")),
                           harmful_model_cache_dir=str(tmp_path / "empty-cache"))
-    stats = filter_documents(source, tmp_path / "out", config, quality_model_path=None)
-    assert stats["harmful_step"]["status"] == "skipped"
-    assert "none cached at" in stats["harmful_step"]["nsfw"]["reason"]
-    assert stats["quality_step"] == {"status": "skipped", "reason": "no quality model given"}
-    assert list(stats["removed"]) == ["language", "gopher"]
-    assert stats["kept"] == 4  # good-pii, good, nsfw, spam: nothing else judges them
-    decisions = pq.read_table(tmp_path / "out" / "decisions.parquet")
+    result = filter_documents(source, tmp_path / "out", config, quality_model_path=None)
+    assert result.step("nsfw")["status"] == result.step("toxic")["status"] == "skipped"
+    assert "none cached at" in result.step("nsfw")["detail"]
+    assert result.step("quality") == {"filter": "quality", "status": "skipped",
+                                      "detail": "no quality model given"}
+    assert list(result.removed) == ["language", "gopher"]
+    assert [row["filter"] for row in result.funnel] == ["input", "language", "gopher"]
+    assert result.kept == 4  # good-pii, good, nsfw, spam: nothing else judges them
+    decisions = pq.read_table(tmp_path / "out" / DECISIONS_FILE)
+    assert decisions.column_names == DECISION_COLUMNS  # skipped filters keep their columns
     assert decisions.column("nsfw_score").null_count == 7
 
 
@@ -165,8 +191,8 @@ def test_worker_pool_gives_the_same_output_as_inline(tmp_path, config, models):
     inline = filter_documents(source, tmp_path / "inline", config, models["quality"])
     config.workers, config.chunk_size = 2, 3
     pooled = filter_documents(source, tmp_path / "pool", config, models["quality"])
-    assert pooled["removed"] == inline["removed"] and pooled["workers"] == 2
-    for name in ("documents.parquet", "decisions.parquet"):
+    assert pooled.removed == inline.removed and pooled.workers == 2
+    for name in (DOCUMENTS_FILE, DECISIONS_FILE):
         assert pq.read_table(tmp_path / "pool" / name).equals(
             pq.read_table(tmp_path / "inline" / name))
 
@@ -179,3 +205,54 @@ def test_bad_input_and_config_are_clear_errors(tmp_path):
         filter_documents(tmp_path / "missing.parquet", tmp_path / "out", FilterConfig())
     with pytest.raises(ValueError, match="language_threshold"):
         FilterConfig(language_threshold=1.5)
+    with pytest.raises(ValueError, match="workers must be > 0"):
+        FilterConfig(workers=0)
+    with pytest.raises(ValueError, match="examples_per_filter"):
+        FilterConfig(examples_per_filter=-1)
+    with pytest.raises(FileNotFoundError, match="quality model"):
+        FilterChain.from_config(FilterConfig(), tmp_path / "missing.bin")
+
+
+class MentionsCasino(DocumentFilter):
+    """A filter written outside lmlib: one class is all the chain needs."""
+
+    name = "casino"
+    columns = {"casino_mentions": pa.int64()}
+
+    def decide(self, text):
+        mentions = text.lower().count("casino")
+        return Decision(mentions == 0, {"casino_mentions": mentions}, mentions)
+
+
+def test_a_new_filter_class_plugs_into_the_chain(tmp_path):
+    source = write_partition(tmp_path / "in.parquet", DOCUMENTS)
+    config = FilterConfig(language_model_path=str(shared_path("models/lid.176.ftz")),
+                          harmful_content=False)
+    chain = FilterChain.from_config(config)
+    chain.filters.insert(2, MentionsCasino())  # after language and Gopher
+    result = filter_documents(source, tmp_path / "out", config, chain=chain)
+
+    assert [row["filter"] for row in result.funnel] == ["input", "language", "gopher", "casino"]
+    assert result.removed["casino"] == 1 and result.kept == 3
+    assert result.removed_examples["casino"][0]["doc_id"] == "spam"
+    mentions = DOCUMENTS["spam"].lower().count("casino")
+    assert mentions > 0 and result.removed_examples["casino"][0]["score"] == mentions
+    assert result.step("casino") == {"filter": "casino", "status": "ran", "detail": ""}
+    decisions = pq.read_table(tmp_path / "out" / DECISIONS_FILE)
+    assert decisions.column_names[:11] == DECISION_COLUMNS[:10] + ["casino_mentions"]
+    rows = {row["doc_id"]: row for row in decisions.to_pylist()}
+    assert rows["spam"]["rejected_by"] == "casino" and rows["spam"]["casino_mentions"] == mentions
+    assert rows["good"]["casino_mentions"] == 0
+    assert rows["short"]["casino_mentions"] is None  # removed before it was reached
+
+
+def test_chain_decides_one_document_through_the_public_api():
+    chain = FilterChain.from_config(FilterConfig(
+        language_model_path=str(shared_path("models/lid.176.ftz")), harmful_content=False))
+    outcome = chain.decide(GOOD_WITH_PII)
+    assert "rejected_by" not in outcome.row
+    assert outcome.kept_text is not None and "|||EMAIL_ADDRESS|||" in outcome.kept_text
+    assert outcome.row["pii_emails"] == 1 and outcome.score is None
+    outcome = chain.decide("The river runs through the old town.")
+    assert outcome.row["rejected_by"] == "gopher" and outcome.kept_text is None
+    assert outcome.score == "word_count"

@@ -7,7 +7,8 @@ from collections import Counter
 import pytest
 
 from dagster_project.home import EMBEDDED_CRAWL
-from lmlib.web.sample_crawl import REFERENCE_NAME, generate
+from lmlib.formats import QUALITY_REFERENCE_FILE
+from lmlib.web.sample_crawl import generate
 from lmlib.web.warc import ReadReport, iter_warc_records
 
 
@@ -49,7 +50,7 @@ def test_crawl_holds_the_cases_later_stages_need():
 
 
 def test_reference_set_is_clean_long_prose():
-    lines = gzip.decompress((EMBEDDED_CRAWL / REFERENCE_NAME).read_bytes()).decode().splitlines()
+    lines = gzip.decompress((EMBEDDED_CRAWL / QUALITY_REFERENCE_FILE).read_bytes()).decode().splitlines()
     documents = [json.loads(line) for line in lines]
     assert len(documents) >= 200
     assert all(len(d["text"].split()) > 250 for d in documents)

@@ -12,18 +12,36 @@ Notable:
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
 
-from lmlib.dedup.clusters import REPEATED_LINES_FILE
 from lmlib.dedup.config import MinHashConfig
 from lmlib.dedup.exact_lines import drop_lines, repeated_unit_mask, unit_hashes
-from lmlib.dedup.hashing import _string_buffers
-from lmlib.dedup.signatures import _peak_rss_mb
+from lmlib.dedup.hashing import string_buffers
+from lmlib.formats import DOCUMENTS_FILE, REPEATED_LINES_FILE
+from lmlib.stage import StageResult, peak_rss_mb
 
-DOCUMENTS_FILE = "documents.parquet"
+
+@dataclass
+class DeduplicationResult(StageResult):
+    """What one partition lost to dedup: documents and bytes in and out."""
+
+    MANIFEST_COUNTS = ("documents_in", "documents_out")
+
+    documents_in: int
+    near_duplicates_removed: int
+    documents_out: int
+    text_bytes_in: int
+    text_bytes_out: int
+    seconds: float
+    peak_rss_mb: float
+    # With config.line_dedup on: the unit, the units removed, the documents left empty.
+    line_dedup_unit: str | None = None
+    lines_removed: int | None = None
+    documents_emptied_by_line_dedup: int | None = None
 
 
 def remove_repeated_units(texts: pa.Array, repeated: np.ndarray, unit: str):
@@ -31,7 +49,7 @@ def remove_repeated_units(texts: pa.Array, repeated: np.ndarray, unit: str):
 
     Returns (new texts as a pyarrow large_string array, lines removed).
     """
-    data, offsets = _string_buffers(texts)
+    data, offsets = string_buffers(texts)
     data = data[offsets[0] : offsets[-1]]  # the array may be a slice of a larger buffer
     offsets = offsets - offsets[0]
     hashes, _, line_unit, lines = unit_hashes(data, offsets, unit)
@@ -51,8 +69,8 @@ def deduplicate_documents(
     output_dir: str | Path,
     config: MinHashConfig,
     repeated_lines_parquet: str | Path | None = None,
-) -> dict:
-    """Write output_dir/documents.parquet without near-duplicates (and repeated lines); stats.
+) -> DeduplicationResult:
+    """Write output_dir/documents.parquet without near-duplicates (and repeated lines).
 
     repeated_lines_parquet defaults to repeated_lines.parquet beside clusters_parquet; it is only
     read when config.line_dedup is not "none".
@@ -71,11 +89,9 @@ def deduplicate_documents(
         ~pl.col("is_keeper")
     )["doc_id"]
     kept = documents.filter(~pl.col("doc_id").is_in(dropped_ids.implode()))
+    kept_before_lines = len(kept)
     bytes_in = int(documents["text"].str.len_bytes().sum() or 0)
-    stats = {
-        "documents_in": len(documents),
-        "near_duplicates_removed": len(documents) - len(kept),
-    }
+    line_stats = {}
 
     if config.line_dedup != "none":
         repeated_path = Path(
@@ -99,7 +115,7 @@ def deduplicate_documents(
             )
         before = len(kept)
         kept = kept.filter(pl.col("text").str.contains(r"\S"))
-        stats |= {
+        line_stats = {
             "line_dedup_unit": config.line_dedup,
             "lines_removed": lines_removed,
             "documents_emptied_by_line_dedup": before - len(kept),
@@ -109,10 +125,13 @@ def deduplicate_documents(
     output_dir.mkdir(parents=True, exist_ok=True)
     kept.write_parquet(output_dir / DOCUMENTS_FILE, compression="zstd")
     bytes_out = int(kept["text"].str.len_bytes().sum() or 0) if len(kept) else 0
-    return stats | {
-        "documents_out": len(kept),
-        "text_bytes_in": bytes_in,
-        "text_bytes_out": bytes_out,
-        "seconds": round(time.perf_counter() - started, 4),
-        "peak_rss_mb": _peak_rss_mb(),
-    }
+    return DeduplicationResult(
+        documents_in=len(documents),
+        near_duplicates_removed=len(documents) - kept_before_lines,
+        documents_out=len(kept),
+        text_bytes_in=bytes_in,
+        text_bytes_out=bytes_out,
+        seconds=round(time.perf_counter() - started, 4),
+        peak_rss_mb=peak_rss_mb(),
+        **line_stats,
+    )

@@ -14,10 +14,13 @@ fine for the demo and for corpora of a few GB.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+
+from lmlib.formats import TRAIN_TEXT_FILE, VALIDATION_TEXT_FILE
+from lmlib.stage import StageResult
 
 DOCUMENT_SEPARATOR = "<|endoftext|>"
 _READ_CHARS = 1 << 20
@@ -31,11 +34,29 @@ class CorpusConfig:
     seed: int = 0
     text_column: str = "text"
 
-    def validate(self) -> None:
+    def __post_init__(self) -> None:
         if not 0.0 <= self.validation_fraction < 1.0:
             raise ValueError(
                 f"CorpusConfig.validation_fraction={self.validation_fraction} must be in [0, 1)"
             )
+        if not self.text_column:
+            raise ValueError("CorpusConfig.text_column must name a column of the documents")
+
+
+@dataclass
+class CorpusResult(StageResult):
+    """Documents read, dropped and written per split (bytes as written, separators included)."""
+
+    MANIFEST_COUNTS = ("train_documents", "val_documents", "train_bytes", "val_bytes")
+
+    input_files: int
+    input_documents: int
+    dropped_empty_documents: int
+    separators_removed: int
+    train_documents: int
+    train_bytes: int
+    val_documents: int
+    val_bytes: int
 
 
 def iter_documents(path: Path, separator: str = DOCUMENT_SEPARATOR) -> Iterator[str]:
@@ -71,10 +92,9 @@ def _read_texts(document_parquets: list[Path], column: str) -> list[str]:
 
 def build_pretraining_corpus(
     document_parquets: list[Path], output_dir: Path, config: CorpusConfig
-) -> dict:
+) -> CorpusResult:
     """Shuffle the documents of all files by seed and write output_dir/train.txt and val.txt
-    (documents separated by "<|endoftext|>"); returns documents and bytes per split."""
-    config.validate()
+    (documents separated by "<|endoftext|>")."""
     output_dir = Path(output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
     texts = _read_texts(list(document_parquets), config.text_column)
@@ -93,21 +113,24 @@ def build_pretraining_corpus(
     validation_count = round(len(documents) * config.validation_fraction)
     if config.validation_fraction > 0 and len(documents) >= 2:
         validation_count = min(max(validation_count, 1), len(documents) - 1)
-    splits = {
-        "val": [documents[i] for i in order[:validation_count]],
-        "train": [documents[i] for i in order[validation_count:]],
-    }
-    stats: dict = {
-        "config": asdict(config),
-        "input_files": len(document_parquets),
-        "input_documents": len(texts),
-        "dropped_empty_documents": dropped_empty,
-        "separators_removed": separators_removed,
-        "separator": DOCUMENT_SEPARATOR,
-    }
-    for name, split_documents in splits.items():
-        data = DOCUMENT_SEPARATOR.join(split_documents).encode("utf-8")
-        (output_dir / f"{name}.txt").write_bytes(data)
-        stats[f"{name}_documents"] = len(split_documents)
-        stats[f"{name}_bytes"] = len(data)
-    return stats
+    val_documents, val_bytes = _write_split(output_dir / VALIDATION_TEXT_FILE, documents,
+                                            order[:validation_count])
+    train_documents, train_bytes = _write_split(output_dir / TRAIN_TEXT_FILE, documents,
+                                                order[validation_count:])
+    return CorpusResult(
+        input_files=len(document_parquets),
+        input_documents=len(texts),
+        dropped_empty_documents=dropped_empty,
+        separators_removed=separators_removed,
+        train_documents=train_documents,
+        train_bytes=train_bytes,
+        val_documents=val_documents,
+        val_bytes=val_bytes,
+    )
+
+
+def _write_split(path: Path, documents: list[str], chosen: np.ndarray) -> tuple[int, int]:
+    """Write the chosen documents joined by the separator; (documents, bytes) written."""
+    data = DOCUMENT_SEPARATOR.join(documents[i] for i in chosen).encode("utf-8")
+    path.write_bytes(data)
+    return len(chosen), len(data)

@@ -36,8 +36,10 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
-from lmlib.dist.gradient_buckets import GradientReducer
+from lmlib.distributed.ddp import broadcast_module_state
+from lmlib.distributed.gradient_buckets import GradientReducer
 from lmlib.model.layers import Embedding, Linear
+from lmlib.optim import gradient_clipping
 
 _REGATHER = object()  # marks a saved tensor that stands for a sharded weight
 
@@ -99,8 +101,6 @@ class FSDP(nn.Module):
         self.rank = dist.get_rank(process_group)
         self.world_size = dist.get_world_size(process_group)
         self.compute_dtype = compute_dtype
-        from lmlib.dist.ddp import broadcast_module_state
-
         broadcast_module_state(module, process_group=process_group)
 
         state_keys = module.state_dict(keep_vars=True)
@@ -347,3 +347,11 @@ class FSDP(nn.Module):
                 raise ValueError(f"{key}: saved shape {tuple(state[key].shape)}, expected "
                                  f"{tuple(target.shape)} (same world size?)")
             target.copy_(state[key])
+
+
+def clip_gradients(sharded: list[torch.Tensor], replicated: list[torch.Tensor],
+                   max_l2_norm: float, eps: float = 1e-6, process_group=None) -> torch.Tensor:
+    """Clips FSDP's gradients to one global L2 norm: lmlib.optim.gradient_clipping with the
+    shards as its sharded parameters (kept under this name for existing callers)."""
+    return gradient_clipping(replicated, max_l2_norm, eps, sharded_parameters=sharded,
+                             process_group=process_group)

@@ -15,7 +15,7 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
-from lmlib.dist.gradient_buckets import GradientReducer
+from lmlib.distributed.gradient_buckets import GradientReducer
 
 
 @torch.no_grad()
@@ -33,7 +33,7 @@ class DDP(nn.Module):
                  process_group=None):
         super().__init__()
         if not dist.is_initialized():
-            raise RuntimeError("DDP needs an initialized process group (see lmlib.dist."
+            raise RuntimeError("DDP needs an initialized process group (see lmlib.distributed."
                                "init_distributed, or launch with torchrun)")
         self.module = module
         self.bucket_size_mb = bucket_size_mb

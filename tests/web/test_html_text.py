@@ -6,7 +6,7 @@ import difflib
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from lmlib.web.extract import decode_html_bytes, extract_text_from_html_bytes
+from lmlib.web.html_text import decode_html_bytes, extract_text_from_html_bytes
 from lmlib.web.warc import iter_warc_records
 from tests.conftest import shared_path
 

@@ -1,7 +1,7 @@
 """The `bpe_tokenizer` stage: train on the training text, save, and measure on validation text.
 
 Writes vocab.json and merges.txt (GPT-2 formats) and tokenizer.json (special tokens) into the
-output directory, and returns the stats a person wants to see: training time, bytes per token on
+output directory, and returns what a person wants to see (a TokenizerResult): training time, bytes per token on
 validation text, the longest tokens, a sample encoding.
 """
 
@@ -9,13 +9,15 @@ from __future__ import annotations
 
 import os
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from itertools import islice
 from pathlib import Path
 
-from lmlib.corpus import iter_documents
+from lmlib.formats import MERGES_FILE, TOKENIZER_CONFIG_FILE, VOCAB_FILE
+from lmlib.stage import StageResult, check_positive
+from lmlib.tokenizer.bpe_training import train_bpe
+from lmlib.tokenizer.corpus import iter_documents
 from lmlib.tokenizer.tokenizer import Tokenizer
-from lmlib.tokenizer.train import train_bpe
 
 _SAMPLE_CHARS = 240
 _READ_CHARS = 1 << 20
@@ -29,7 +31,7 @@ class TokenizerConfig:
     special_tokens: list[str] = field(default_factory=lambda: ["<|endoftext|>"])
     workers: int | None = None  # pre-tokenization processes; None: all cores
 
-    def validate(self) -> None:
+    def __post_init__(self) -> None:
         minimum = 256 + len(self.special_tokens)
         if self.vocab_size < minimum:
             raise ValueError(
@@ -38,8 +40,32 @@ class TokenizerConfig:
             )
         if any(not isinstance(token, str) or not token for token in self.special_tokens):
             raise ValueError("TokenizerConfig.special_tokens must be non-empty strings")
-        if self.workers is not None and self.workers < 1:
-            raise ValueError(f"TokenizerConfig.workers={self.workers} must be >= 1 or None")
+        check_positive(self, "workers", allow_none=True)
+
+
+@dataclass
+class TokenizerResult(StageResult):
+    """The trained tokenizer: its size, training cost, compression on held-out text, the longest
+    tokens and a sample encoding (rows of id and token text)."""
+
+    MANIFEST_COUNTS = ("vocab_size", "merges", "bytes_per_token")
+
+    vocab_size: int
+    merges: int
+    unique_pretokens: int
+    training_seconds: float
+    pretokenize_seconds: float
+    merge_seconds: float
+    train_bytes: int
+    train_mb_per_second: float
+    measured_on: str  # "validation" or "train": the text bytes_per_token was measured on
+    bytes_per_token: float
+    measured_tokens: int
+    measured_bytes: int
+    longest_tokens: list[str]
+    sample_text: str
+    sample_encoding: list[dict]  # rows {id, token}: sample_text token by token
+    files: list[str] = field(metadata={"show": False})
 
 
 def _read_chunks(path: Path):
@@ -96,9 +122,8 @@ def train_tokenizer(
     output_dir: Path,
     config: TokenizerConfig,
     validation_text: Path | None = None,
-) -> dict:
-    """Train a BPE tokenizer on train_text, write it to output_dir, and return stats."""
-    config.validate()
+) -> TokenizerResult:
+    """Train a BPE tokenizer on train_text, write it to output_dir, and measure it."""
     train_text, output_dir = Path(train_text), Path(output_dir)
     if not train_text.is_file():
         raise FileNotFoundError(f"training text {train_text} does not exist")
@@ -122,20 +147,22 @@ def train_tokenizer(
     special = {token.encode("utf-8") for token in config.special_tokens}
     longest = sorted((token for token in vocab.values() if token not in special),
                      key=lambda token: (-len(token), token))[:10]
-    return {
-        "config": asdict(config),
-        "training_seconds": training_seconds,
-        "train_bytes": train_text.stat().st_size,
-        "train_mb_per_second": train_text.stat().st_size / 1e6 / training_seconds,
-        **training_stats,
-        "vocab_size": tokenizer.vocab_size,
-        "measured_on": "validation" if validation_text is not None else "train",
-        "bytes_per_token": compression["bytes_per_token"],
-        "measured_tokens": compression["tokens"],
-        "measured_bytes": compression["text_bytes"],
-        "longest_tokens": [_printable(token) for token in longest],
-        "sample_text": sample,
-        "sample_ids": sample_ids,
-        "sample_tokens": [_printable(vocab[token_id]) for token_id in sample_ids],
-        "files": ["vocab.json", "merges.txt", "tokenizer.json"],
-    }
+    return TokenizerResult(
+        vocab_size=tokenizer.vocab_size,
+        merges=training_stats["merges"],
+        unique_pretokens=training_stats["unique_pretokens"],
+        training_seconds=training_seconds,
+        pretokenize_seconds=training_stats["pretokenize_seconds"],
+        merge_seconds=training_stats["merge_seconds"],
+        train_bytes=train_text.stat().st_size,
+        train_mb_per_second=train_text.stat().st_size / 1e6 / training_seconds,
+        measured_on="validation" if validation_text is not None else "train",
+        bytes_per_token=compression["bytes_per_token"],
+        measured_tokens=compression["tokens"],
+        measured_bytes=compression["text_bytes"],
+        longest_tokens=[_printable(token) for token in longest],
+        sample_text=sample,
+        sample_encoding=[{"id": token_id, "token": _printable(vocab[token_id])}
+                         for token_id in sample_ids],
+        files=[VOCAB_FILE, MERGES_FILE, TOKENIZER_CONFIG_FILE],
+    )

@@ -3,7 +3,8 @@
 Each input file is one document. Same normalization, shingles and signatures as the pipeline
 (lmlib.dedup.shingles, lmlib.dedup.minhash), but the rest is written the plain way: a dict of
 band buckets, every pair inside a bucket, Python sets for the exact Jaccard, a textbook
-union-find. The pipeline stages (signatures, clusters, documents) must agree with it.
+union-find. The pipeline stages (signatures, clusters, removal) must agree with it; kept in lmlib
+because `minhash_deduplication` is public API.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from lmlib.dedup.config import MinHashConfig
-from lmlib.dedup.exact_lines import _check_unique_basenames
+from lmlib.dedup.exact_lines import check_unique_basenames
 from lmlib.dedup.minhash import band_hashes, minhash_signatures
 from lmlib.dedup.shingles import shingle_sets
 from lmlib.dedup.union_find import UnionFind
@@ -85,7 +86,7 @@ def minhash_deduplication(
         seed=seed,
     )
     paths = [Path(p) for p in input_files]
-    _check_unique_basenames(paths)
+    check_unique_basenames(paths)
     texts = [path.read_text(encoding="utf-8", errors="replace") for path in paths]
     keep, label = near_duplicate_keepers([path.name for path in paths], texts, config)
     output_directory = Path(output_directory)

@@ -1,4 +1,4 @@
-"""Process-group setup from torchrun's environment, and the small queries the trainer needs.
+"""Process-group setup from torchrun's environment, and the few collectives the trainer needs.
 
 `torchrun` (or any launcher that sets RANK, WORLD_SIZE, LOCAL_RANK, MASTER_ADDR and MASTER_PORT)
 starts one process per device; `init_distributed` joins them into the default process group
@@ -70,17 +70,19 @@ def destroy_distributed() -> None:
         dist.destroy_process_group()
 
 
-def world_size() -> int:
-    return dist.get_world_size() if dist.is_initialized() else 1
-
-
-def rank() -> int:
-    return dist.get_rank() if dist.is_initialized() else 0
-
-
 def barrier() -> None:
     if dist.is_initialized():
         if dist.get_backend() == "nccl":
             dist.barrier(device_ids=[torch.cuda.current_device()])
         else:
             dist.barrier()
+
+
+def broadcast_object(value, source_rank: int = 0):
+    """`value` as rank `source_rank` has it, on every rank (unchanged without a process group);
+    any picklable object, e.g. a path one rank chose."""
+    if not dist.is_initialized():
+        return value
+    holder = [value]
+    dist.broadcast_object_list(holder, src=source_rank)
+    return holder[0]

@@ -17,9 +17,10 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from lmlib.formats import DOCUMENTS_FILE
 from lmlib.parallel import ordered_map
 from lmlib.stage import StageResult, check_positive
-from lmlib.web.extract import extract_text_from_html_bytes
+from lmlib.web.html_text import extract_text_from_html_bytes
 from lmlib.web.warc import ReadReport, iter_warc_records
 
 DOCUMENT_SCHEMA = pa.schema(
@@ -35,7 +36,6 @@ DOCUMENT_SCHEMA = pa.schema(
         ("source_file", pa.string()),
     ]
 )
-DOCUMENTS_FILE = "documents.parquet"
 HTML_TYPES = ("text/html", "application/xhtml+xml")
 CRAWL_SUFFIXES = (".warc", ".warc.gz", ".wet", ".wet.gz", ".warc.wet", ".warc.wet.gz")
 

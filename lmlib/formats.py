@@ -1,0 +1,20 @@
+"""File names and formats of the artifacts, defined once: every stage that writes or reads one
+of these files names it through this module. A flat list of constants, one comment each."""
+
+DOCUMENTS_FILE = "documents.parquet"  # documents of a stage (web, filtered, deduplicated): Parquet
+DECISIONS_FILE = "decisions.parquet"  # filtered_documents: why each input document was kept/removed
+FUNNEL_PLOT_FILE = "funnel.png"  # filtered_documents: documents remaining after each filter
+QUALITY_MODEL_FILE = "quality.bin"  # quality_classifier: the fastText wiki-vs-cc model
+QUALITY_REFERENCE_FILE = "quality_reference.jsonl.gz"  # crawl directory: the quality positives
+SIGNATURES_FILE = "signatures.parquet"  # minhash_signatures: band hashes and shingle sets per document
+CLUSTERS_FILE = "clusters.parquet"  # duplicate_clusters: one row per document in a duplicate cluster
+REPEATED_LINES_FILE = "repeated_lines.parquet"  # duplicate_clusters: corpus-wide repeated line hashes
+S_CURVE_PLOT_FILE = "s_curve.png"  # duplicate_clusters: the LSH candidate probability by Jaccard
+CLUSTER_SIZES_PLOT_FILE = "cluster_sizes.png"  # duplicate_clusters: clusters by size
+TRAIN_TEXT_FILE = "train.txt"  # pretraining_corpus: training documents joined by <|endoftext|>
+VALIDATION_TEXT_FILE = "val.txt"  # pretraining_corpus: held-out documents, same format
+VOCAB_FILE = "vocab.json"  # bpe_tokenizer: GPT-2 style {token string: id}
+MERGES_FILE = "merges.txt"  # bpe_tokenizer: GPT-2 style merges, one pair a line
+TOKENIZER_CONFIG_FILE = "tokenizer.json"  # bpe_tokenizer: format name and special tokens
+TOKEN_SHARDS_FORMAT = "lmpipe-token-shards/1"  # token_shards: the format named in index.json
+TOKEN_SHARDS_INDEX_FILE = "index.json"  # token_shards: dtype, vocabulary and the shards per split
