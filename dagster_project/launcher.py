@@ -14,14 +14,17 @@ single-node subprocess path is exercised by the tests.
 """
 
 import contextlib
+import json
 import math
 import os
 import signal
 import subprocess
 import sys
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 
 from dagster import (
+    Failure,
     PipesClientCompletedInvocation,
     PipesTempFileContextInjector,
     PipesTempFileMessageReader,
@@ -29,6 +32,8 @@ from dagster import (
 )
 
 from dagster_project.pipes_train import STATS_MESSAGE_KIND
+from lmlib.model import TransformerLM
+from lmlib.train import TrainConfig, TrainingInterrupted, TrainResult, get_preset, read_index, train
 
 
 def torchrun_command(nproc_per_node: int, nnodes: int, train_args: Sequence[str],
@@ -131,3 +136,50 @@ def _stop(process: subprocess.Popen, context, timeout_s: float) -> None:
         with contextlib.suppress(ProcessLookupError):
             os.killpg(process.pid, signal.SIGKILL)  # stray workers, if any
         process.wait()
+
+
+def training_config(settings) -> TrainConfig:
+    """The TrainConfig of a training asset's settings (dagster_project.assets.pretrain): the
+    preset with the fields that are set; under torchrun the strategy is ddp unless set."""
+    overrides = settings.overrides()
+    if settings.launcher == "torchrun":
+        overrides.setdefault("strategy", "ddp")
+    return get_preset(settings.preset).with_overrides(overrides)
+
+
+def run_training(context, settings, train_config: TrainConfig, data_dir: Path, run_dir: Path,
+                 tokenizer_dir: Path) -> TrainResult:
+    """Trains in this process or under torchrun (settings.launcher), resuming from run_dir.
+
+    In process, a stop signal (Terminate in the UI sends SIGINT) ends the step with a
+    checkpoint; the failure says where it stopped and, for SIGINT, forbids retries.
+    """
+    if settings.launcher == "torchrun":
+        run_dir.mkdir(parents=True, exist_ok=True)
+        (run_dir / "train_config.json").write_text(json.dumps(train_config.to_dict()))
+        vocab_size = train_config.model.vocab_size or read_index(data_dir)["vocab_size"]
+        parameters = TransformerLM(train_config.model, vocab_size=vocab_size,
+                                   device="meta").num_parameters()
+        stats = launch_torchrun_training(
+            context, nproc_per_node=settings.nproc_per_node, nnodes=settings.nnodes,
+            train_args=["--config", str(run_dir / "train_config.json"), "--data-dir",
+                        str(data_dir), "--run-dir", str(run_dir), "--tokenizer-dir",
+                        str(tokenizer_dir)],
+            termination_timeout_s=termination_timeout_seconds(parameters))
+        return TrainResult.from_dict(stats)
+    if settings.launcher != "inprocess":
+        raise ValueError(f"launcher must be inprocess or torchrun, got {settings.launcher!r}")
+
+    def log_progress(record: dict) -> None:
+        if record["kind"] == "status":
+            context.log.info(f"[+{record['elapsed_s']:.1f} s] {record['message']}")
+        elif record["kind"] == "eval" or record["step"] % 50 == 0:
+            context.log.info(json.dumps(record))
+
+    try:
+        return train(train_config, data_dir, run_dir, progress=log_progress,
+                     tokenizer_dir=tokenizer_dir, quiet=True)
+    except TrainingInterrupted as stopped:
+        raise Failure(str(stopped), allow_retries=stopped.signal_name != "SIGINT",
+                      metadata={"stopped_at_step": stopped.step,
+                                "checkpoint": str(stopped.checkpoint)}) from stopped

@@ -45,22 +45,6 @@ def image_markdown(path: Path, title: str) -> MetadataValue:
     return MetadataValue.md(f"![{title}](data:image/png;base64,{encoded})")
 
 
-def numbers(stats: Mapping[str, Any], names: Sequence[str]) -> dict[str, MetadataValue]:
-    """Selected stats as typed numbers, so the UI can plot them across materializations; a stat
-    that was not measured (None: e.g. tokens/s of a run that had no step left to train) is left
-    out rather than shown as a made-up number."""
-    out = {}
-    for name in names:
-        value = stats[name]
-        if value is None:
-            continue
-        if isinstance(value, float):
-            out[name] = MetadataValue.float(float(f"{value:.6g}"))  # readable, still a number
-        else:
-            out[name] = MetadataValue.int(int(value))
-    return out
-
-
 def partitions_metadata(inputs) -> dict[str, MetadataValue]:
     """Which crawl partitions a global asset read and which it left out, with the reasons
     (`inputs`: a dagster_project.stage.PartitionInputs)."""

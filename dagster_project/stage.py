@@ -78,6 +78,37 @@ def config_class(stage_config: type, name: str | None = None, base: type = Confi
     return model
 
 
+def overrides_class(stage_config: type, name: str, **extra: tuple[Any, Any]) -> type[Config]:
+    """A Dagster `Config` for a stage configured from a named preset: every field of
+    `stage_config` appears, optional (unset: the preset's value), nested dataclasses as nested
+    configs, plus the `extra` fields (name=(type, default)). `.overrides()` returns the fields
+    that are set as dotted keys ("model.d_model"), for the dataclass's `with_overrides`."""
+    hints = typing.get_type_hints(stage_config)
+    fields: dict[str, Any] = {}
+    for field in dataclasses.fields(stage_config):
+        hint = hints[field.name]
+        if dataclasses.is_dataclass(hint):
+            fields[field.name] = (overrides_class(hint, f"{name}{hint.__name__}") | None, None)
+        elif field.init:
+            fields[field.name] = (_config_type(hint) | None, None)
+
+    def overrides(self) -> dict[str, Any]:
+        dotted = {}
+        for key in fields:
+            value = getattr(self, key)
+            if value is None:
+                continue
+            if isinstance(value, Config):
+                dotted.update({f"{key}.{inner}": v for inner, v in value.overrides().items()})
+            else:
+                dotted[key] = tuple(value) if isinstance(value, list) else value
+        return dotted
+
+    model = create_model(name, __base__=Config, __doc__=stage_config.__doc__, **fields, **extra)
+    model.overrides = overrides
+    return model
+
+
 def asset_name(asset) -> str:
     """The key of an asset (definition, spec, AssetKey or string) as a path: "a/b"."""
     key = getattr(asset, "key", asset)
@@ -114,23 +145,6 @@ def publish(
         write_manifest(out, stage=asset_name(context.asset_key), config=config,
                        counts=result.manifest_counts(), inputs=inputs)
     return _relocated(result, out, final)
-
-
-def run_stage(
-    final_dir: Path,
-    stage: str,
-    produce: Callable[[Path], dict],
-    *,
-    config: Any,
-    count_keys,
-    inputs: Mapping[str, Any] | None = None,
-) -> dict:
-    """The dict-returning form of `publish`, for stages not yet converted to typed results."""
-    with atomic_directory(final_dir) as out:
-        stats = produce(out)
-        write_manifest(out, stage=stage, config=config,
-                       counts={key: stats[key] for key in count_keys}, inputs=inputs)
-    return stats
 
 
 def _relocated(result: StageResult, temporary: Path, final: Path) -> StageResult:

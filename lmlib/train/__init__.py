@@ -14,12 +14,13 @@ from lmlib.train.checkpoint import (
 )
 from lmlib.train.config import PRESETS, TrainConfig, get_preset, load_config
 from lmlib.train.data import ShardSampler, get_batch, open_split, read_index
-from lmlib.train.trainer import TrainingInterrupted, evaluate, train
+from lmlib.train.trainer import TrainingInterrupted, TrainResult, evaluate, train
 
 __all__ = [
     "PRESETS",
     "ShardSampler",
     "TrainConfig",
+    "TrainResult",
     "TrainingInterrupted",
     "consolidate_checkpoint",
     "evaluate",

@@ -51,15 +51,16 @@ def main(argv: list[str] | None = None, progress: Callable[[dict], None] | None 
         parser.error(str(error))
     rank = int(os.environ.get("RANK", "0"))
     try:
-        stats = train(config, args.data_dir, args.run_dir, tokenizer_dir=args.tokenizer_dir,
+        result = train(config, args.data_dir, args.run_dir, tokenizer_dir=args.tokenizer_dir,
                       progress=progress)
     except TrainingInterrupted as interrupted:
         print(str(interrupted), file=sys.stderr)
         return interrupted.exit_status
     if rank == 0:
+        stats = result.to_json()
         if on_stats is not None:
             on_stats(stats)
-        print(json.dumps(stats, indent=2, default=str))
+        print(json.dumps(stats, indent=2))
     return 0
 
 

@@ -8,6 +8,7 @@ import json
 from pathlib import Path
 
 from lmlib.model.generate import generate
+from lmlib.plots import pyplot
 
 SPECIAL_TOKENS = ("<|endoftext|>",)
 
@@ -21,10 +22,7 @@ def read_log(log_path: Path) -> list[dict]:
 def plot_loss_curve(records: list[dict], out_path: Path) -> Path | None:
     """Train and validation loss against tokens seen; None when matplotlib is missing."""
     try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
+        plt = pyplot()
     except ImportError:
         return None
     train = [(r["step"], r["loss"]) for r in records if r.get("kind") == "train"]

@@ -35,6 +35,7 @@ from lmlib.model.loss import cross_entropy
 from lmlib.model.saved_model import save_model
 from lmlib.model.transformer import ModelConfig, TransformerLM
 from lmlib.optim import AdamW, get_lr_cosine_schedule
+from lmlib.stage import StageResult
 from lmlib.train.checkpoint import CheckpointManager
 from lmlib.train.config import TrainConfig
 from lmlib.train.data import ShardSampler, check_device, open_split, read_index
@@ -330,8 +331,8 @@ class PretrainingRun:
             final_evals = final_evals or ([{"val_loss": None}] if bool(has_final) else [])
         return final_evals[-1]["val_loss"] if final_evals else self.evaluate_and_log()
 
-    def finish(self, tokenizer_dir: str | Path | None) -> dict:
-        """Final evaluation, the exported model/, the loss curve and samples; returns the stats."""
+    def finish(self, tokenizer_dir: str | Path | None) -> "TrainResult":
+        """Final evaluation, the exported model/, the loss curve and samples; the result."""
         config, device, world_size = self.config, self.device, self.world_size
         val_loss = self._final_val_loss()
         full_model = self.strategy.full_model(lambda: TransformerLM(config.model, device=device))
@@ -341,53 +342,90 @@ class PretrainingRun:
         mfu = None
         if device.type == "cuda" and tokens_per_second:
             mfu = whole.flops_per_token() * tokens_per_second / (config.peak_flops * world_size)
-        stats = {
-            "parameters": whole.num_parameters(),
-            "non_embedding_parameters": whole.num_parameters(exclude_embeddings=True),
-            "steps": self.step,
-            "resumed_from_step": self.throughput.start_step
-            if self.resumed_from is not None else None,
-            "tokens_trained": self.tokens_seen,
-            "first_train_loss": None,
-            "final_train_loss": None,
-            "final_val_loss": val_loss,
-            "tokens_per_second": tokens_per_second,
-            "tokens_per_second_per_device": tokens_per_second / world_size
+        result = TrainResult(
+            parameters=whole.num_parameters(),
+            non_embedding_parameters=whole.num_parameters(exclude_embeddings=True),
+            steps=self.step,
+            resumed_from_step=self.throughput.start_step if self.resumed_from is not None
+            else None,
+            tokens_trained=self.tokens_seen,
+            final_val_loss=val_loss,
+            tokens_per_second=tokens_per_second,
+            tokens_per_second_per_device=tokens_per_second / world_size
             if tokens_per_second else None,
-            "mfu": mfu,
-            "train_seconds": self.throughput.seconds,
-            "seconds_to_first_step": self.seconds_to_first_step,
-            "device": str(device),
-            "strategy": config.strategy,
-            "world_size": world_size,
-            "rank": self.rank,
-            "model_dir": None,
-            "checkpoint_dir": str(self.checkpoints.latest()),
-            "log_path": str(self.log.path),
-            "loss_curve_png": None,
-            "samples": [],
-        }
+            mfu=mfu,
+            train_seconds=self.throughput.seconds,
+            seconds_to_first_step=self.seconds_to_first_step,
+            device=str(device),
+            strategy=config.strategy,
+            world_size=world_size,
+            rank=self.rank,
+            checkpoint_dir=self.checkpoints.latest(),
+            log_path=self.log.path,
+        )
         if self.is_main:
-            self._write_outputs(stats, full_model, tokenizer_dir)
+            self._write_outputs(result, full_model, tokenizer_dir)
         self.strategy.barrier()
-        return stats
+        return result
 
-    def _write_outputs(self, stats: dict, full_model: TransformerLM,
+    def _write_outputs(self, result: "TrainResult", full_model: TransformerLM,
                        tokenizer_dir: str | Path | None) -> None:
-        """Rank 0: model/, the losses and loss curve, samples; fills them into `stats`."""
-        stats["model_dir"] = str(save_model(full_model, self.run_dir / "model"))
+        """Rank 0: model/, the losses and loss curve, samples; fills them into `result`."""
+        result.model_dir = save_model(full_model, self.run_dir / "model")
         records = self.log.records()
         train_records = [r for r in records if r["kind"] == "train"]
         if train_records:
-            stats["first_train_loss"] = train_records[0]["loss"]
-            stats["final_train_loss"] = train_records[-1]["loss"]
-        png = plot_loss_curve(records, self.run_dir / "loss_curve.png")
-        stats["loss_curve_png"] = str(png) if png else None
+            result.first_train_loss = train_records[0]["loss"]
+            result.final_train_loss = train_records[-1]["loss"]
+        result.loss_curve = plot_loss_curve(records, self.run_dir / "loss_curve.png")
         if tokenizer_dir is not None:
             tokenizer = load_tokenizer(Path(tokenizer_dir))
-            stats["samples"] = sample_generations(full_model, tokenizer, self.config,
-                                                  self.index["eot_token_id"])
-        self.log.finish(stats)
+            result.samples = sample_generations(full_model, tokenizer, self.config,
+                                                self.index["eot_token_id"])
+        self.log.finish(result.to_dict())
+
+
+@dataclasses.dataclass
+class TrainResult(StageResult):
+    """What a training run did: size, steps, losses, speed, where its files are. Rank 0 holds
+    the complete result; other ranks leave the rank-0 fields (losses, samples) unset."""
+
+    MANIFEST_COUNTS = ("parameters", "steps", "tokens_trained")
+
+    parameters: int
+    non_embedding_parameters: int
+    steps: int
+    tokens_trained: int
+    resumed_from_step: int | None = None
+    first_train_loss: float | None = None
+    final_train_loss: float | None = None
+    final_val_loss: float | None = None
+    tokens_per_second: float | None = None
+    tokens_per_second_per_device: float | None = None
+    mfu: float | None = None
+    train_seconds: float = 0.0
+    seconds_to_first_step: float | None = None
+    device: str = "cpu"
+    strategy: str = "none"
+    world_size: int = 1
+    rank: int = dataclasses.field(default=0, metadata={"show": False})
+    model_dir: Path | None = None
+    checkpoint_dir: Path | None = None
+    log_path: Path | None = dataclasses.field(default=None, metadata={"show": False})
+    loss_curve: Path | None = None
+    samples: list[dict] = dataclasses.field(default_factory=list)
+
+    @classmethod
+    def from_dict(cls, values: dict) -> "TrainResult":
+        """The result back from its JSON form (the CLI's output, a Pipes message)."""
+        paths = {"model_dir", "checkpoint_dir", "log_path", "loss_curve"}
+        return cls(**{key: Path(value) if key in paths and value is not None else value
+                      for key, value in values.items()})
+
+    def to_json(self) -> dict:
+        """JSON-ready: paths as text."""
+        return {key: str(value) if isinstance(value, Path) else value
+                for key, value in self.to_dict().items()}
 
 
 def train(
@@ -397,8 +435,8 @@ def train(
     progress: Callable[[dict], None] | None = None,
     tokenizer_dir: str | Path | None = None,
     quiet: bool = False,
-) -> dict:
-    """Trains (or resumes) a TransformerLM on the token shards in data_dir; returns its stats.
+) -> TrainResult:
+    """Trains (or resumes) a TransformerLM on the token shards in data_dir; returns its result.
 
     Writes into run_dir: checkpoints/step_*/ (resumable), model/ (config.json + model.pt, the
     final weights for later stages), log.jsonl, loss_curve.png. `progress` receives every log

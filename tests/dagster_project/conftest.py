@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from dagster_project.resources import Storage
-from dagster_project.stage import run_stage
+from lmlib.artifacts import atomic_directory, write_manifest
 from lmlib.tokenizer import (
     DOCUMENT_SEPARATOR,
     ShardConfig,
@@ -32,13 +32,13 @@ def write_training_inputs(home: Path) -> None:
     (corpus / "val.txt").write_text(DOCUMENT_SEPARATOR.join(documents[100:]))
     tokenizer_config = TokenizerConfig(vocab_size=320, workers=1)
     tokenizer_dir = storage.artifact_dir("bpe_tokenizer")
-    run_stage(tokenizer_dir, "bpe_tokenizer",
-              lambda out: train_tokenizer(corpus / "train.txt", out, tokenizer_config),
-              config=tokenizer_config, count_keys=())
+    with atomic_directory(tokenizer_dir) as out:
+        train_tokenizer(corpus / "train.txt", out, tokenizer_config)
+        write_manifest(out, stage="bpe_tokenizer", config=tokenizer_config)
     shard_config = ShardConfig(workers=1)
-    run_stage(storage.artifact_dir("token_shards"), "token_shards",
-              lambda out: write_token_shards(corpus, tokenizer_dir, out, shard_config),
-              config=shard_config, count_keys=())
+    with atomic_directory(storage.artifact_dir("token_shards")) as out:
+        write_token_shards(corpus, tokenizer_dir, out, shard_config)
+        write_manifest(out, stage="token_shards", config=shard_config)
 
 
 @pytest.fixture

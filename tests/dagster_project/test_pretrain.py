@@ -3,7 +3,7 @@ resumes from the checkpoint written before the fault instead of starting over.""
 
 from dagster import AssetKey, DagsterEventType, DagsterInstance, materialize
 
-import dagster_project.assets.pretrain as pretrain
+import dagster_project.launcher as launcher
 from dagster_project.definitions import defs
 from dagster_project.home import ensure_dagster_home
 from lmlib.train import latest_checkpoint
@@ -11,13 +11,13 @@ from lmlib.train import latest_checkpoint
 # A 100k-parameter model for 4 steps. The step-4 log record (the last step's) is written before the
 # step-4 checkpoint, so a fault raised from it leaves the step-2 checkpoint as the latest.
 RUN_CONFIG = {"ops": {"base_model": {"config": {
-    "max_steps": 4, "checkpoint_interval": 2, "batch_size": 4, "context_length": 32,
-    "d_model": 32, "num_layers": 2, "num_heads": 2}}}}
+    "max_steps": 4, "checkpoint_interval": 2, "batch_size": 4,
+    "model": {"context_length": 32, "d_model": 32, "num_layers": 2, "num_heads": 2}}}}}
 FAULT_AT_STEP = 4
 
 
 def test_a_training_step_that_fails_once_is_retried_and_resumes(training_home, monkeypatch):
-    real_train = pretrain.train
+    real_train = launcher.train
     run_dirs = []
 
     def train_with_one_fault(config, data_dir, run_dir, progress=None, **kwargs):
@@ -33,7 +33,7 @@ def test_a_training_step_that_fails_once_is_retried_and_resumes(training_home, m
 
         return real_train(config, data_dir, run_dir, progress=fail_at_step, **kwargs)
 
-    monkeypatch.setattr(pretrain, "train", train_with_one_fault)
+    monkeypatch.setattr(launcher, "train", train_with_one_fault)
     home = ensure_dagster_home()
     with DagsterInstance.from_config(str(home)) as instance:
         result = materialize([*defs.assets, *defs.asset_checks], selection=["base_model"],

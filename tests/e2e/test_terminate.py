@@ -25,8 +25,9 @@ from lmlib.train import latest_checkpoint
 from tests.conftest import REPO_ROOT, lmpipe_environment
 
 MAX_STEPS = 300
-MICRO_MODEL = {"batch_size": 2, "d_model": 32, "num_layers": 1, "num_heads": 2,
-               "context_length": 32, "checkpoint_interval": 10_000, "max_steps": MAX_STEPS,
+MICRO_MODEL = {"batch_size": 2, "model": {"d_model": 32, "num_layers": 1, "num_heads": 2,
+                                          "context_length": 32},
+               "checkpoint_interval": 10_000, "max_steps": MAX_STEPS,
                "device": "cpu"}
 
 

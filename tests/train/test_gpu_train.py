@@ -17,9 +17,9 @@ def test_train_on_gpu_with_bf16(shard_dir, tmp_path, compile_model):
         compile=compile_model,
     )
     stats = train(config, shard_dir, tmp_path / "run", quiet=True)
-    assert stats["device"].startswith("cuda")
-    assert stats["final_train_loss"] < stats["first_train_loss"] - 0.5
-    assert 0 < stats["mfu"] < 1
+    assert stats.device.startswith("cuda")
+    assert stats.final_train_loss < stats.first_train_loss - 0.5
+    assert 0 < stats.mfu < 1
 
 
 def test_sigterm_and_resume_on_gpu_ends_with_the_weights_of_an_uninterrupted_run(
@@ -49,7 +49,7 @@ def test_sigterm_and_resume_on_gpu_ends_with_the_weights_of_an_uninterrupted_run
         train(config, shard_dir, tmp_path / "resumed", progress=stop_after_step_11, quiet=True)
     assert interrupted.value.step == 11
     stats = train(config, shard_dir, tmp_path / "resumed", quiet=True)
-    assert stats["resumed_from_step"] == 11 and stats["steps"] == 20
+    assert stats.resumed_from_step == 11 and stats.steps == 20
     straight = torch.load(tmp_path / "straight" / "model" / "model.pt", weights_only=True)
     resumed = torch.load(tmp_path / "resumed" / "model" / "model.pt", weights_only=True)
     for name in straight:

@@ -98,16 +98,16 @@ def test_train_lowers_the_loss_and_writes_its_outputs(shard_dir, tmp_path):
     records = []
     stats = train(micro_config(max_steps=40, checkpoint_interval=20, eval_interval=20),
                   shard_dir, tmp_path / "run", progress=records.append, quiet=True)
-    assert stats["steps"] == 40
-    assert stats["tokens_trained"] == 40 * 4 * 16
-    assert stats["final_train_loss"] < stats["first_train_loss"] - 0.5
-    assert stats["final_val_loss"] < 3.5  # ln(64) = 4.16 at the start
-    assert stats["parameters"] == TransformerLM(
+    assert stats.steps == 40
+    assert stats.tokens_trained == 40 * 4 * 16
+    assert stats.final_train_loss < stats.first_train_loss - 0.5
+    assert stats.final_val_loss < 3.5  # ln(64) = 4.16 at the start
+    assert stats.parameters == TransformerLM(
         micro_config().model, vocab_size=64).num_parameters()
-    assert stats["tokens_per_second"] > 0 and stats["mfu"] is None  # no MFU on CPU
+    assert stats.tokens_per_second > 0 and stats.mfu is None  # no MFU on CPU
     run = tmp_path / "run"
     assert (run / "loss_curve.png").read_bytes()[:4] == b"\x89PNG"
-    assert stats["loss_curve_png"] == str(run / "loss_curve.png")
+    assert stats.loss_curve == run / "loss_curve.png"
     log = [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines()]
     assert [r["step"] for r in log if r["kind"] == "train"] == list(range(2, 41, 2))
     assert [r["step"] for r in log if r["kind"] == "eval"] == [20, 40]
@@ -115,7 +115,7 @@ def test_train_lowers_the_loss_and_writes_its_outputs(shard_dir, tmp_path):
     statuses = [r["message"] for r in records if r["kind"] == "status"]
     assert statuses[0].startswith(f"token shards {shard_dir}")
     assert any(m.startswith("first step done in") for m in statuses)
-    assert 0 < stats["seconds_to_first_step"] < stats["train_seconds"] + 60
+    assert 0 < stats.seconds_to_first_step < stats.train_seconds + 60
     checkpoint = latest_checkpoint(run / "checkpoints")
     assert checkpoint.name == "step_00000040"
     assert json.loads((checkpoint / "trainer_state.json").read_text())["tokens_seen"] == 2560
@@ -146,7 +146,7 @@ def test_stop_signal_then_resume_is_bitwise_identical_to_an_uninterrupted_run(
     for number, before in dispositions_before.items():  # the trainer restores what it found
         assert signal.getsignal(number) is before
     stats = train(config, shard_dir, tmp_path / "resumed", quiet=True)
-    assert stats["resumed_from_step"] == 6 and stats["steps"] == 12
+    assert stats.resumed_from_step == 6 and stats.steps == 12
     assert_bitwise_equal(weights(tmp_path / "resumed"), weights(tmp_path / "straight"))
     straight_state = torch.load(latest_checkpoint(tmp_path / "straight" / "checkpoints")
                                 / "checkpoint.pt", weights_only=True)
@@ -195,11 +195,11 @@ def test_crash_after_a_periodic_checkpoint_resumes_exactly(shard_dir, tmp_path):
         train(config, shard_dir, tmp_path / "crashed", progress=crash, quiet=True)
     assert latest_checkpoint(tmp_path / "crashed" / "checkpoints").name == "step_00000004"
     stats = train(config, shard_dir, tmp_path / "crashed", quiet=True)
-    assert stats["resumed_from_step"] == 4
+    assert stats.resumed_from_step == 4
     assert_bitwise_equal(weights(tmp_path / "crashed"), weights(tmp_path / "straight"))
     # a finished run called again trains nothing and reports the same
     again = train(config, shard_dir, tmp_path / "crashed", quiet=True)
-    assert again["steps"] == 10 and again["final_val_loss"] == stats["final_val_loss"]
+    assert again.steps == 10 and again.final_val_loss == stats.final_val_loss
 
 
 def test_resume_with_a_different_model_is_refused(shard_dir, tmp_path):
@@ -217,7 +217,7 @@ def test_a_checkpoint_from_before_a_new_config_field_still_resumes(shard_dir, tm
     del older["model"]["batch_invariant_gradients"]
     saved.write_text(json.dumps(older))
     stats = train(micro_config(max_steps=6), shard_dir, tmp_path / "run", quiet=True)
-    assert stats["resumed_from_step"] == 4
+    assert stats.resumed_from_step == 4
 
 
 def test_nan_loss_stops_with_an_error_naming_the_step(shard_dir, tmp_path, monkeypatch):
@@ -251,9 +251,9 @@ def test_samples_use_the_tokenizer_when_given(shard_dir, tmp_path, monkeypatch):
     stats = train(micro_config(max_steps=2), shard_dir, tmp_path / "run", quiet=True,
                   tokenizer_dir=tmp_path / "tok")
     assert seen["dir"] == tmp_path / "tok"
-    assert [s["prompt"] for s in stats["samples"]] == ["ab"]
-    assert isinstance(stats["samples"][0]["completion"], str)
-    assert len(stats["samples"][0]["completion"]) <= 5
+    assert [s["prompt"] for s in stats.samples] == ["ab"]
+    assert isinstance(stats.samples[0]["completion"], str)
+    assert len(stats.samples[0]["completion"]) <= 5
 
 
 def test_presets_and_json_configs(tmp_path):
