@@ -43,6 +43,7 @@ from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from lmlib.formats import TOKEN_SHARDS_FORMAT, TOKEN_SHARDS_INDEX_FILE  # noqa: E402
 from lmlib.model import ModelConfig, TransformerLM, cross_entropy  # noqa: E402
 from lmlib.optim import AdamW, gradient_clipping  # noqa: E402
 
@@ -263,10 +264,10 @@ def write_random_shards(directory: Path, tokens: int, vocab_size: int) -> Path:
     directory.mkdir(parents=True, exist_ok=True)
     ids = np.random.default_rng(0).integers(0, vocab_size, tokens, dtype=np.uint16)
     ids.astype("<u2").tofile(directory / "train_00000.bin")
-    index = {"format": "lmpipe-token-shards/1", "dtype": "uint16", "vocab_size": vocab_size,
+    index = {"format": TOKEN_SHARDS_FORMAT, "dtype": "uint16", "vocab_size": vocab_size,
              "eot_token_id": 0, "splits": {"train": {"tokens": tokens, "documents": 1, "shards": [
                  {"file": "train_00000.bin", "tokens": tokens, "documents": 1}]}}}
-    (directory / "index.json").write_text(json.dumps(index))
+    (directory / TOKEN_SHARDS_INDEX_FILE).write_text(json.dumps(index))
     return directory
 
 

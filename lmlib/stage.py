@@ -47,3 +47,14 @@ def peak_rss_mb() -> float:
     own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     children = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
     return round(max(own, children) / 1024, 1)
+
+
+def config_from_dict(config_type: type, values: dict) -> Any:
+    """A config dataclass from a dict (a JSON file, a checkpoint), refusing unknown fields with
+    the list of known ones, so a typo never silently falls back to a default."""
+    known = {field.name for field in dataclasses.fields(config_type)}
+    unknown = set(values) - known
+    if unknown:
+        raise ValueError(f"unknown {config_type.__name__} fields {sorted(unknown)}; "
+                         f"known: {sorted(known)}")
+    return config_type(**values)

@@ -47,7 +47,9 @@ _flash_attention = None
 
 
 def _load_flash_attention():
-    """lmlib.kernels.flash_attention, imported on first use (it needs triton)."""
+    """lmlib.kernels.flash_attention, imported on first use (it needs triton). A module global,
+    not functools.cache: this runs inside torch.compile'd forwards, where Dynamo guards on a
+    global but would trace through the cache wrapper and the import."""
     global _flash_attention
     if _flash_attention is None:
         from lmlib.kernels import flash_attention

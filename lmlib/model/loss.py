@@ -9,20 +9,18 @@ Two implementations of the same function:
 a torch.compile'd region (the compiler fuses the plain ops itself).
 """
 
+import functools
+
 import torch
 
 CROSS_ENTROPY_IMPLEMENTATIONS = ("auto", "torch", "triton")
 _TRITON_DTYPES = (torch.float32, torch.bfloat16, torch.float16)
-_triton_cross_entropy = None
-
-
+@functools.cache
 def _load_triton_cross_entropy():
-    global _triton_cross_entropy
-    if _triton_cross_entropy is None:
-        from lmlib.kernels.cross_entropy import triton_cross_entropy
+    """lmlib.kernels' cross-entropy, imported on first use (it needs triton)."""
+    from lmlib.kernels.cross_entropy import triton_cross_entropy
 
-        _triton_cross_entropy = triton_cross_entropy
-    return _triton_cross_entropy
+    return triton_cross_entropy
 
 
 def resolve_implementation(implementation: str, logits: torch.Tensor) -> str:

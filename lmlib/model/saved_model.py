@@ -11,11 +11,12 @@ from pathlib import Path
 
 import torch
 
+from lmlib.formats import CHECKPOINT_FILE, MODEL_CONFIG_FILE, MODEL_WEIGHTS_FILE
 from lmlib.model.transformer import ModelConfig, TransformerLM
 
-CONFIG_FILE = "config.json"
-WEIGHTS_FILE = "model.pt"
-TRAINER_CHECKPOINT_FILE = "checkpoint.pt"  # lmlib.train's resumable checkpoint, holds "model"
+CONFIG_FILE = MODEL_CONFIG_FILE
+WEIGHTS_FILE = MODEL_WEIGHTS_FILE
+TRAINER_CHECKPOINT_FILE = CHECKPOINT_FILE  # lmlib.train's resumable checkpoint, holds "model"
 
 
 def save_model(model: TransformerLM, directory: str | Path) -> Path:

@@ -29,6 +29,7 @@ from lmlib.model.layers import (
     default_d_ff,
     set_batch_invariant_gradients,
 )
+from lmlib.stage import config_from_dict
 
 
 @dataclass
@@ -78,11 +79,7 @@ class ModelConfig:
 
     @classmethod
     def from_dict(cls, values: dict) -> "ModelConfig":
-        known = {field.name for field in dataclasses.fields(cls)}
-        unknown = set(values) - known
-        if unknown:
-            raise ValueError(f"unknown ModelConfig fields {sorted(unknown)}; known: {sorted(known)}")
-        return cls(**values)
+        return config_from_dict(cls, values)
 
 
 class TransformerBlock(nn.Module):

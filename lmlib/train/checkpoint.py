@@ -33,9 +33,9 @@ import torch
 
 from lmlib.artifacts import atomic_directory
 from lmlib.distributed.runtime import barrier, broadcast_object
-from lmlib.model.saved_model import TRAINER_CHECKPOINT_FILE as CHECKPOINT_FILE
+from lmlib.formats import CHECKPOINT_FILE, MODEL_CONFIG_FILE, SHARDED_CHECKPOINT_INDEX_FILE
 
-SHARDED_INDEX_FILE = "sharded.json"
+SHARDED_INDEX_FILE = SHARDED_CHECKPOINT_INDEX_FILE
 SHARDED_FORMAT = "lmpipe-sharded-checkpoint/1"
 STEP_PREFIX = "step_"
 
@@ -141,7 +141,7 @@ def write_training_checkpoint(
 
 def _write_summaries(directory: Path, step: int, config: dict, trainer_state: dict) -> None:
     """config.json, and trainer_state.json: the scalar trainer state, for people."""
-    (directory / "config.json").write_text(json.dumps(config, indent=2))
+    (directory / MODEL_CONFIG_FILE).write_text(json.dumps(config, indent=2))
     summary = {k: v for k, v in trainer_state.items() if isinstance(v, int | float | str)}
     (directory / "trainer_state.json").write_text(json.dumps({"step": step, **summary}, indent=2))
 
@@ -258,7 +258,7 @@ class CheckpointManager:
         if path is None:
             return None
         if self.check_config is not None:
-            self.check_config(json.loads((path / "config.json").read_text()), path)
+            self.check_config(json.loads((path / MODEL_CONFIG_FILE).read_text()), path)
         strategy = self.strategy
         rank0_model = None
         if is_sharded_checkpoint(path):
@@ -336,9 +336,9 @@ def consolidate_checkpoint(step_dir: str | Path, output_dir: str | Path) -> Path
     output_dir.mkdir(parents=True, exist_ok=True)
     torch.save({"model": model_state, "optimizer": optimizer_state,
                 "iteration": first["iteration"], "extra": extra}, output_dir / CHECKPOINT_FILE)
-    config = json.loads((step_dir / "config.json").read_text())
+    config = json.loads((step_dir / MODEL_CONFIG_FILE).read_text())
     config["strategy"] = "none"
     config["batch_size"] = config["batch_size"] * world_size  # the same global batch
-    (output_dir / "config.json").write_text(json.dumps(config, indent=2))
+    (output_dir / MODEL_CONFIG_FILE).write_text(json.dumps(config, indent=2))
     shutil.copy(step_dir / "trainer_state.json", output_dir / "trainer_state.json")
     return output_dir

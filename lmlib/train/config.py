@@ -19,6 +19,7 @@ from pathlib import Path
 from lmlib.distributed.activation_checkpointing import ACTIVATION_CHECKPOINTING_MODES
 from lmlib.distributed.strategy import STRATEGIES
 from lmlib.model.transformer import ModelConfig
+from lmlib.stage import config_from_dict
 
 ACTIVATION_CHECKPOINTING = ACTIVATION_CHECKPOINTING_MODES  # the old name of the same modes
 
@@ -113,11 +114,7 @@ class TrainConfig:
 
     @classmethod
     def from_dict(cls, values: dict) -> "TrainConfig":
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = set(values) - known
-        if unknown:
-            raise ValueError(f"unknown TrainConfig fields {sorted(unknown)}; known: {sorted(known)}")
-        return cls(**values)
+        return config_from_dict(cls, values)
 
     def check_can_resume(self, saved: dict, checkpoint: Path) -> None:
         """Raises if the config `saved` beside `checkpoint` trained with different values of

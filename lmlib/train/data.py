@@ -16,8 +16,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-INDEX_FORMAT = "lmpipe-token-shards/1"
-INDEX_FILE = "index.json"
+from lmlib.formats import TOKEN_SHARDS_FORMAT, TOKEN_SHARDS_INDEX_FILE
+
+INDEX_FORMAT = TOKEN_SHARDS_FORMAT
+INDEX_FILE = TOKEN_SHARDS_INDEX_FILE
 
 
 def check_device(device: str | torch.device) -> torch.device:

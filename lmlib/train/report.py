@@ -7,6 +7,7 @@ lmlib.train must import with torch and numpy alone.
 import json
 from pathlib import Path
 
+from lmlib.formats import MERGES_FILE, TOKENIZER_CONFIG_FILE, VOCAB_FILE
 from lmlib.model.generate import generate
 from lmlib.plots import pyplot
 
@@ -49,9 +50,9 @@ def load_tokenizer(tokenizer_dir: Path):
     from lmlib.tokenizer import Tokenizer
 
     tokenizer_dir = Path(tokenizer_dir)
-    if (tokenizer_dir / "tokenizer.json").exists():
+    if (tokenizer_dir / TOKENIZER_CONFIG_FILE).exists():
         return Tokenizer.from_directory(tokenizer_dir)
-    vocab, merges = tokenizer_dir / "vocab.json", tokenizer_dir / "merges.txt"
+    vocab, merges = tokenizer_dir / VOCAB_FILE, tokenizer_dir / MERGES_FILE
     for path in (vocab, merges):
         if not path.exists():
             raise FileNotFoundError(f"{path} not found: is {tokenizer_dir} a tokenizer directory?")

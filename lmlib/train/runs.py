@@ -13,9 +13,10 @@ import shutil
 from collections.abc import Mapping
 from pathlib import Path
 
+from lmlib.formats import LOSS_CURVE_PLOT_FILE, TRAIN_LOG_FILE
 from lmlib.train.config import TrainConfig
 
-RUN_OUTPUTS = ("log.jsonl", "loss_curve.png")  # besides model/: what an artifact keeps of a run
+RUN_OUTPUTS = (TRAIN_LOG_FILE, LOSS_CURVE_PLOT_FILE)  # besides model/: what an artifact keeps of a run
 
 
 def run_directory(root: Path, config: TrainConfig, inputs: Mapping[str, str]) -> Path:

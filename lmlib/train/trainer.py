@@ -31,6 +31,7 @@ from pathlib import Path
 import torch
 
 from lmlib.distributed.strategy import ProcessPlacement, join_process_group, make_strategy
+from lmlib.formats import LOSS_CURVE_PLOT_FILE, TRAIN_LOG_FILE
 from lmlib.model.loss import cross_entropy
 from lmlib.model.saved_model import save_model
 from lmlib.model.transformer import ModelConfig, TransformerLM
@@ -154,7 +155,7 @@ class PretrainingRun:
         self.rank, self.world_size = placement.rank, placement.world_size
         self.is_main = self.rank == 0
         run_dir.mkdir(parents=True, exist_ok=True)
-        self.log = RunLog(run_dir / "log.jsonl", progress, None, quiet, enabled=self.is_main)
+        self.log = RunLog(run_dir / TRAIN_LOG_FILE, progress, None, quiet, enabled=self.is_main)
         self.index = read_index(data_dir)
         model_config = model_config_for_shards(config.model, self.index, data_dir)
         self.config = config = dataclasses.replace(config, model=model_config)
@@ -377,7 +378,7 @@ class PretrainingRun:
         if train_records:
             result.first_train_loss = train_records[0]["loss"]
             result.final_train_loss = train_records[-1]["loss"]
-        result.loss_curve = plot_loss_curve(records, self.run_dir / "loss_curve.png")
+        result.loss_curve = plot_loss_curve(records, self.run_dir / LOSS_CURVE_PLOT_FILE)
         if tokenizer_dir is not None:
             tokenizer = load_tokenizer(Path(tokenizer_dir))
             result.samples = sample_generations(full_model, tokenizer, self.config,
