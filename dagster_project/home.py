@@ -11,6 +11,8 @@ import os
 from collections.abc import Mapping
 from pathlib import Path
 
+from lmlib.home import lmpipe_home  # the one resolution of LMPIPE_HOME
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
 EMBEDDED_CRAWL = REPO_ROOT / "assets" / "crawl"
 
@@ -24,10 +26,6 @@ telemetry:
 nux:
   enabled: false
 """
-
-
-def lmpipe_home() -> Path:
-    return Path(os.environ.get("LMPIPE_HOME", REPO_ROOT / ".lmpipe")).resolve()
 
 
 def crawl_dir() -> Path:
