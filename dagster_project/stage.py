@@ -197,6 +197,14 @@ class PartitionInputs:
     dirs: dict[str, Path]
     left_out: dict[str, str]
 
+    def files(self, name: str) -> list[Path]:
+        """The file `name` of every partition used, in partition order."""
+        return [directory / name for directory in self.dirs.values()]
+
+    def fingerprints(self) -> dict[str, str]:
+        """{partition: upstream manifest hash}, the lineage a manifest records."""
+        return {partition: upstream(directory) for partition, directory in self.dirs.items()}
+
 
 @functools.cache
 def per_file_lineage(asset: str) -> tuple[str, ...]:

@@ -42,8 +42,8 @@ def duplicate_clusters(
     result = publish(
         context, storage,
         lambda out: find_duplicate_clusters(
-            [source / SIGNATURES_FILE for source in sources.dirs.values()], out, config),
-        config=config, inputs={p: upstream(s) for p, s in sources.dirs.items()})
+            sources.files(SIGNATURES_FILE), out, config),
+        config=config, inputs=sources.fingerprints())
     return MaterializeResult(metadata={**partitions_metadata(sources),
                                        **result_metadata(result)})
 

@@ -22,14 +22,14 @@ def quality_classifier(
 ) -> MaterializeResult:
     quality_config = config.build()
     sources = partition_inputs(context, storage, web_documents)
-    documents = [source / DOCUMENTS_FILE for source in sources.dirs.values()]
+    documents = sources.files(DOCUMENTS_FILE)
     result = publish(
         context, storage,
         lambda out: build_quality_classifier(
             documents, out, quality_config,
             default_reference=storage.crawl_path / QUALITY_REFERENCE_FILE),
         config=quality_config,
-        inputs={partition: upstream(source) for partition, source in sources.dirs.items()},
+        inputs=sources.fingerprints(),
     )
     return MaterializeResult(metadata={**partitions_metadata(sources),
                                        **result_metadata(result)})

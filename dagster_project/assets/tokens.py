@@ -46,8 +46,8 @@ def pretraining_corpus(
     result = publish(
         context, storage,
         lambda out: build_pretraining_corpus(
-            [source / DOCUMENTS_FILE for source in sources.dirs.values()], out, corpus_config),
-        config=corpus_config, inputs={p: upstream(s) for p, s in sources.dirs.items()})
+            sources.files(DOCUMENTS_FILE), out, corpus_config),
+        config=corpus_config, inputs=sources.fingerprints())
     return MaterializeResult(metadata={**result_metadata(result),
                                        **partitions_metadata(sources)})
 
