@@ -231,7 +231,7 @@ class PretrainingRun:
         stop signal writes a checkpoint and raises TrainingInterrupted."""
         config = self.config
         if self.step < config.max_steps:
-            self.log.status(f"first step{first_step_work(config, self.device)}")
+            self.log.status(f"starting the first step{first_step_work(config, self.device)}")
         interval_losses: list[float] = []
         stop_requested: str | None = None  # the name of the signal that stops every rank
         with StopSignals() as stop_signals, kernel_reports(self.log):
