@@ -70,6 +70,17 @@ class RunLog:
         if self.progress is not None:
             self.progress(record)
 
+    def tracking_location(self) -> str | None:
+        """Where the experiment tracker keeps this run: the wandb URL when online, its local
+        directory when offline (`wandb sync` uploads it later); None when not tracking."""
+        if self.wandb_run is None:
+            return None
+        try:
+            url = self.wandb_run.url
+        except Exception:  # noqa: BLE001 - offline runs may have no URL at all
+            url = None
+        return url or str(Path(self.wandb_run.dir).parent)
+
     def finish(self, stats: dict) -> None:
         """Hands the run's numeric stats to wandb's summary and closes the wandb run."""
         if self.wandb_run is not None:

@@ -30,6 +30,7 @@ from pathlib import Path
 
 import torch
 
+from lmlib.artifacts import MANIFEST_NAME, sha256_file
 from lmlib.distributed.strategy import ProcessPlacement, join_process_group, make_strategy
 from lmlib.formats import LOSS_CURVE_PLOT_FILE, TRAIN_LOG_FILE
 from lmlib.model.loss import cross_entropy
@@ -81,6 +82,17 @@ def build_optimizer(strategy, config: TrainConfig) -> torch.optim.Optimizer:
         groups.append({"params": no_decay, "weight_decay": 0.0})
     return strategy.make_optimizer(groups, AdamW, lr=config.max_lr,
                                    betas=(config.beta1, config.beta2), eps=config.adam_eps)
+
+
+def input_fingerprints(inputs: dict[str, Path | None]) -> dict[str, str]:
+    """{name: sha256 of the directory's manifest.json} for the inputs that are published
+    artifacts (lineage for the experiment tracker); others are left out."""
+    found = {}
+    for name, directory in inputs.items():
+        manifest = Path(directory) / MANIFEST_NAME if directory is not None else None
+        if manifest is not None and manifest.is_file():
+            found[name] = sha256_file(manifest)
+    return found
 
 
 def first_step_work(config: TrainConfig, device: torch.device) -> str:
@@ -204,8 +216,9 @@ class PretrainingRun:
 
     # --- resume -----------------------------------------------------------------------------
 
-    def resume(self) -> None:
-        """Continues from the newest checkpoint if there is one, then opens wandb."""
+    def resume(self, inputs: dict[str, Path | None] | None = None) -> None:
+        """Continues from the newest checkpoint if there is one, then opens wandb (its config
+        records the run's config and the manifest hashes of `inputs`, {name: directory})."""
         resumed = self.checkpoints.resume(self.optimizer, self.device)
         if resumed is not None:
             self.resumed_from, self.step = resumed.path, resumed.step
@@ -217,8 +230,9 @@ class PretrainingRun:
             self.log.discard()  # a log without checkpoints belongs to a run that left nothing
         self.throughput = Throughput(self.step, self.config.max_steps)
         if self.is_main:
+            tracked = {**self.config.to_dict(), "inputs": input_fingerprints(inputs or {})}
             self.log.wandb_run = start_wandb(self.config.wandb_project, self.config.wandb_mode,
-                                             self.run_dir, self.config.to_dict())
+                                             self.run_dir, tracked)
 
     def write_checkpoint(self) -> Path:
         return self.checkpoints.save(self.step, self.optimizer, {
@@ -383,6 +397,7 @@ class PretrainingRun:
             tokenizer = load_tokenizer(Path(tokenizer_dir))
             result.samples = sample_generations(full_model, tokenizer, self.config,
                                                 self.index["eot_token_id"])
+        result.tracking = self.log.tracking_location()
         self.log.finish(result.to_dict())
 
 
@@ -414,6 +429,7 @@ class TrainResult(StageResult):
     checkpoint_dir: Path | None = None
     log_path: Path | None = dataclasses.field(default=None, metadata={"show": False})
     loss_curve: Path | None = None
+    tracking: str | None = None  # the wandb run's URL, or its offline directory
     samples: list[dict] = dataclasses.field(default_factory=list)
 
     @classmethod
@@ -458,7 +474,7 @@ def train(
     try:
         run = PretrainingRun(config, data_dir, run_dir, placement,
                              progress if is_main else None, quiet or not is_main)
-        run.resume()
+        run.resume({"token_shards": data_dir, "tokenizer": tokenizer_dir})
         run.run_steps()
         return run.finish(tokenizer_dir)
     finally:

@@ -4,6 +4,7 @@ import io
 import json
 import os
 import signal
+from pathlib import Path
 
 import pytest
 import torch
@@ -301,3 +302,33 @@ def test_packages_import_with_torch_and_numpy_alone():
     )
     result = subprocess.run([sys.executable, "-c", blocker], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
+
+
+def test_tracking_logs_the_config_and_input_hashes_and_says_where_the_run_is(
+        shard_dir, tmp_path, monkeypatch):
+    """Offline wandb (no network here): the run's config carries the inputs' manifest hashes,
+    and the result names the offline directory that `wandb sync` would upload."""
+    pytest.importorskip("wandb")
+    (shard_dir / "manifest.json").write_text('{"stage": "token_shards"}\n')
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    monkeypatch.setenv("WANDB_SILENT", "true")
+    seen = {}
+    real_start = trainer_module.start_wandb
+
+    def start_and_record(project, mode, run_dir, config):
+        seen["config"] = config
+        return real_start(project, mode, run_dir, config)
+
+    monkeypatch.setattr(trainer_module, "start_wandb", start_and_record)
+    result = train(micro_config(max_steps=2, wandb_project="lmpipe-test"), shard_dir,
+                   tmp_path / "run", quiet=True)
+    from lmlib.artifacts import sha256_file
+
+    assert seen["config"]["inputs"] == {"token_shards": sha256_file(shard_dir / "manifest.json")}
+    assert seen["config"]["max_steps"] == 2
+    assert result.tracking is not None and (tmp_path / "run") in Path(result.tracking).parents
+    assert Path(result.tracking).is_dir()
+
+
+def test_no_tracking_by_default(shard_dir, tmp_path):
+    assert train(micro_config(max_steps=1), shard_dir, tmp_path / "run", quiet=True).tracking is None
