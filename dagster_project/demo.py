@@ -18,6 +18,7 @@ from dagster import AssetKey, DagsterInstance, materialize
 
 from dagster_project.home import crawl_dir, ensure_dagster_home, lmpipe_home
 from dagster_project.partitions import crawl_partitions, discover_crawl_files
+from dagster_project.policies import MANUAL_TAG
 
 QUIET_LOGS = {"loggers": {"console": {"config": {"log_level": "INFO"}}}}
 
@@ -34,9 +35,11 @@ def register_crawl_partitions(instance: DagsterInstance) -> list[str]:
 
 
 def layers(defs) -> list[tuple[bool, list[AssetKey]]]:
-    """Materializable assets in topological order, grouped by (partitioned?) runs of keys."""
+    """Materializable assets in topological order, grouped by (partitioned?) runs of keys;
+    assets tagged manual (the crawl download) are left to a person."""
     graph = defs.resolve_asset_graph()
-    ordered = [key for key in graph.toposorted_asset_keys if graph.get(key).is_materializable]
+    ordered = [key for key in graph.toposorted_asset_keys if graph.get(key).is_materializable
+               and MANUAL_TAG not in graph.get(key).tags]
     grouped: list[tuple[bool, list[AssetKey]]] = []
     for key in ordered:
         partitioned = graph.get(key).partitions_def is not None

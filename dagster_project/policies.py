@@ -27,6 +27,8 @@ from collections.abc import Mapping
 from dagster import Backoff, RetryPolicy
 
 GPU_POOL = "gpu"
+# Assets a person starts by hand, never `make demo` or automation (e.g. the crawl download).
+MANUAL_TAG = "lmpipe/manual"
 
 TRAINING_RETRIES_ENV = "LMPIPE_TRAINING_RETRIES"
 TRAINING_RETRY_DELAY_ENV = "LMPIPE_TRAINING_RETRY_DELAY"

@@ -7,6 +7,13 @@ per-document filter functions are the public interface and import from here; fas
 loads only when a model is used.
 """
 
+from lmlib.web.acquisition import (
+    AcquisitionConfig,
+    DownloadError,
+    acquire_crawl_files,
+    download_file,
+    read_crawl_listing,
+)
 from lmlib.web.extraction import DOCUMENT_SCHEMA, ExtractConfig, extract_documents
 from lmlib.web.filter_chain import FilterChain, FilterConfig, FilterResult, filter_documents
 from lmlib.web.filters import Decision, DocumentFilter
@@ -25,6 +32,11 @@ from lmlib.web.quality import (
 from lmlib.web.warc import ReadReport, WarcRecord, iter_warc_records
 
 __all__ = [
+    "AcquisitionConfig",
+    "DownloadError",
+    "acquire_crawl_files",
+    "download_file",
+    "read_crawl_listing",
     "DOCUMENT_SCHEMA",
     "Decision",
     "DocumentFilter",
