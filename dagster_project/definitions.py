@@ -3,13 +3,24 @@
 from dagster import Definitions, load_asset_checks_from_modules, load_assets_from_modules
 
 from dagster_project import checks
-from dagster_project.assets import dedup, filters, pretrain, tokens, web
-from dagster_project.automation import crawl_file_sensor
+from dagster_project.assets import acquisition, dedup, filters, pretrain, tokens, web
+from dagster_project.automation import (
+    automation_sensor,
+    crawl_file_sensor,
+    refresh_corpus,
+    refresh_corpus_schedule,
+)
 from dagster_project.resources import DedupSettings, Storage
+from dagster_project.versions import with_code_versions
 
 defs = Definitions(
-    assets=[web.crawl_files, *load_assets_from_modules([web, filters, dedup, tokens, pretrain])],
+    # derived code versions (dagster_project/versions.py): the UI shows what a code change unsyncs
+    assets=with_code_versions(
+        [web.crawl_files, *load_assets_from_modules([acquisition, web, filters, dedup, tokens,
+                                                      pretrain])]),
     asset_checks=load_asset_checks_from_modules([checks]),
-    sensors=[crawl_file_sensor],
+    jobs=[refresh_corpus],
+    schedules=[refresh_corpus_schedule],
+    sensors=[crawl_file_sensor, automation_sensor],
     resources={"storage": Storage(), "dedup": DedupSettings()},
 )

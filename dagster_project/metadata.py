@@ -102,3 +102,19 @@ def result_metadata(result: StageResult) -> dict[str, MetadataValue]:
         if rendered is not None:
             metadata[field.name] = rendered
     return metadata
+
+
+def provenance_metadata(provenance, limit: int = 50) -> dict[str, MetadataValue]:
+    """The walk back to the crawl files (`provenance`: a dagster_project.provenance.Provenance):
+    each artifact's asset, partition, code version, config and manifest hashes, then the crawl
+    files with their sha256; long walks are cut at `limit` rows (the CLI prints them all)."""
+
+    def table(rows: list[dict]) -> str:
+        more = f"\n\n_... and {len(rows) - limit} more_" if len(rows) > limit else ""
+        return markdown_table(rows[:limit]) + more
+
+    text = f"{table(provenance.rows())}\n\n**crawl files**\n\n{table(provenance.crawl_rows())}"
+    if provenance.superseded:
+        text += f"\n\n{len(provenance.superseded)} input(s) re-materialized since this run"
+    return {"provenance": MetadataValue.md(text),
+            "crawl_files": MetadataValue.int(len(provenance.crawl_files))}

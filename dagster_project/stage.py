@@ -6,6 +6,8 @@
 - `publish(context, storage, produce, config=..., inputs=...)`: runs `produce(output_dir)`, an
   lmlib stage returning a `StageResult`, in a temporary directory, adds the manifest and renames
   the directory into place, at the path that follows from the asset key and partition key.
+- `materialization(context, storage, metadata)`: what the asset returns after `publish`: its
+  metadata with the provenance table, and the data version (the content hash of its files).
 - `partition_inputs`: what a global asset reads across the crawl partitions: the ones whose
   per-file chain succeeded, the others left out with a reason.
 """
@@ -143,8 +145,26 @@ def publish(
     with atomic_directory(final) as out:
         result = produce(out)
         write_manifest(out, stage=asset_name(context.asset_key), config=config,
-                       counts=result.manifest_counts(), inputs=inputs)
+                       counts=result.manifest_counts(), inputs=inputs,
+                       asset_code_version=context.assets_def.code_versions_by_key.get(
+                           context.asset_key))
     return _relocated(result, out, final)
+
+
+def materialization(context, storage, metadata: Mapping[str, Any]) -> dict[str, Any]:
+    """The keyword arguments of this asset's `MaterializeResult` (or `Output`) after `publish`:
+    `metadata` plus the provenance table, and the data version, the content hash of the
+    published files (a byte-identical rerun reports the same one, so nothing downstream is
+    marked changed)."""
+    from dagster_project.metadata import provenance_metadata
+    from dagster_project.provenance import walk
+    from dagster_project.versions import data_version
+
+    partition = context.partition_key if context.has_partition_key else None
+    directory = storage.artifact_dir(context.asset_key, partition)
+    provenance = walk(directory, storage.home_path / "artifacts")
+    return {"metadata": {**metadata, **provenance_metadata(provenance)},
+            "data_version": data_version(read_manifest(directory))}
 
 
 def _relocated(result: StageResult, temporary: Path, final: Path) -> StageResult:

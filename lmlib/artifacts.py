@@ -87,8 +87,12 @@ def write_manifest(
     config: Any = None,
     counts: Mapping[str, Any] | None = None,
     inputs: Mapping[str, Any] | None = None,
+    **extra: Any,
 ) -> dict[str, Any]:
+    """Write `directory`'s manifest; `extra` fields (such as the orchestrator's code version of
+    the stage) are recorded as they are."""
     manifest = {
+        **_jsonable(extra),
         "stage": stage,
         "files": hash_directory(directory),
         "counts": _jsonable(counts or {}),

@@ -7,15 +7,17 @@ clusters and the deduplicated documents always use the same settings.
 from dagster import AssetExecutionContext, MaterializeResult, asset
 
 from dagster_project.assets.filters import filtered_documents
+from dagster_project.automation import after_new_clusters_condition, per_file_condition
 from dagster_project.metadata import partitions_metadata, result_metadata
 from dagster_project.partitions import crawl_partitions
 from dagster_project.resources import DedupSettings, Storage
-from dagster_project.stage import partition_inputs, publish, upstream
+from dagster_project.stage import materialization, partition_inputs, publish, upstream
 from lmlib.dedup import compute_minhash_signatures, deduplicate_documents, find_duplicate_clusters
 from lmlib.formats import CLUSTERS_FILE, DOCUMENTS_FILE, SIGNATURES_FILE
 
 
-@asset(partitions_def=crawl_partitions, deps=[filtered_documents], group_name="dedup",
+@asset(partitions_def=crawl_partitions, deps=[filtered_documents],
+       automation_condition=per_file_condition(), group_name="dedup",
        kinds={"python", "parquet"},
        description="MinHash signatures and LSH band hashes of one file's filtered documents.")
 def minhash_signatures(
@@ -28,7 +30,7 @@ def minhash_signatures(
         lambda out: compute_minhash_signatures(source / DOCUMENTS_FILE, out, config,
                                                partition=context.partition_key),
         config=config, inputs={"filtered_documents": upstream(source)})
-    return MaterializeResult(metadata=result_metadata(result))
+    return MaterializeResult(**materialization(context, storage, result_metadata(result)))
 
 
 @asset(deps=[minhash_signatures], group_name="dedup", kinds={"python", "polars"},
@@ -44,12 +46,12 @@ def duplicate_clusters(
         lambda out: find_duplicate_clusters(
             sources.files(SIGNATURES_FILE), out, config),
         config=config, inputs=sources.fingerprints())
-    return MaterializeResult(metadata={**partitions_metadata(sources),
-                                       **result_metadata(result)})
+    return MaterializeResult(**materialization(context, storage, {
+        **partitions_metadata(sources), **result_metadata(result)}))
 
 
 @asset(partitions_def=crawl_partitions, deps=[filtered_documents, duplicate_clusters],
-       group_name="dedup", kinds={"python", "parquet"},
+       automation_condition=after_new_clusters_condition(), group_name="dedup", kinds={"python", "parquet"},
        description="One file's filtered documents without the non-keepers of each cluster.")
 def deduplicated_documents(
     context: AssetExecutionContext, storage: Storage, dedup: DedupSettings
@@ -63,4 +65,4 @@ def deduplicated_documents(
                                           out, config),
         config=config,
         inputs={"filtered_documents": upstream(source), "duplicate_clusters": upstream(clusters)})
-    return MaterializeResult(metadata=result_metadata(result))
+    return MaterializeResult(**materialization(context, storage, result_metadata(result)))

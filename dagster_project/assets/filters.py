@@ -3,10 +3,11 @@
 from dagster import AssetExecutionContext, MaterializeResult, MetadataValue, asset
 
 from dagster_project.assets.web import web_documents
+from dagster_project.automation import build_once_condition, per_file_condition
 from dagster_project.metadata import partitions_metadata, result_metadata
 from dagster_project.partitions import crawl_partitions
 from dagster_project.resources import Storage
-from dagster_project.stage import config_class, partition_inputs, publish, upstream
+from dagster_project.stage import config_class, materialization, partition_inputs, publish, upstream
 from lmlib.formats import DOCUMENTS_FILE, QUALITY_MODEL_FILE, QUALITY_REFERENCE_FILE
 from lmlib.web.filter_chain import FilterConfig, filter_documents
 from lmlib.web.quality import QualityClassifierConfig, build_quality_classifier
@@ -15,7 +16,7 @@ QualityClassifierSettings = config_class(QualityClassifierConfig, "QualityClassi
 FilteredDocumentsConfig = config_class(FilterConfig, "FilteredDocumentsConfig")
 
 
-@asset(deps=[web_documents], group_name="filter", kinds={"python", "fasttext"},
+@asset(deps=[web_documents], automation_condition=build_once_condition(), group_name="filter", kinds={"python", "fasttext"},
        description="fastText 'wiki' vs 'cc' classifier: reference documents against crawled ones.")
 def quality_classifier(
     context: AssetExecutionContext, config: QualityClassifierSettings, storage: Storage
@@ -31,11 +32,12 @@ def quality_classifier(
         config=quality_config,
         inputs=sources.fingerprints(),
     )
-    return MaterializeResult(metadata={**partitions_metadata(sources),
-                                       **result_metadata(result)})
+    return MaterializeResult(**materialization(context, storage, {
+        **partitions_metadata(sources), **result_metadata(result)}))
 
 
 @asset(partitions_def=crawl_partitions, deps=[web_documents, quality_classifier],
+       automation_condition=per_file_condition(ignore_updates_of=("quality_classifier",)),
        group_name="filter", kinds={"python", "parquet"},
        description="Documents that pass language, Gopher, harmful-content and quality filters, "
                    "PII masked; with a decisions table explaining every removal.")
@@ -51,8 +53,8 @@ def filtered_documents(
         config=filter_config,
         inputs={"web_documents": upstream(source), "quality_classifier": upstream(model.parent)},
     )
-    return MaterializeResult(metadata={
+    return MaterializeResult(**materialization(context, storage, {
         **result_metadata(result),
         # one number per filter, so the UI plots each across materializations
         **{f"removed_by_{name}": MetadataValue.int(n) for name, n in result.removed.items()},
-    })
+    }))

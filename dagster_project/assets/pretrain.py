@@ -7,7 +7,7 @@ from dagster_project.launcher import run_training, training_config
 from dagster_project.metadata import result_metadata
 from dagster_project.policies import GPU_POOL, TRAINING_RETRY_POLICY
 from dagster_project.resources import Storage
-from dagster_project.stage import overrides_class, publish, upstream
+from dagster_project.stage import materialization, overrides_class, publish, upstream
 from lmlib.train import TrainConfig
 from lmlib.train.runs import export_run, run_directory
 
@@ -40,7 +40,7 @@ def base_model(
         return result
 
     result = publish(context, storage, produce, config=train_config, inputs=inputs)
-    return MaterializeResult(metadata={
+    return MaterializeResult(**materialization(context, storage, {
         **result_metadata(result),
         "path": MetadataValue.path(str(storage.artifact_dir(context.asset_key) / "model")),
-    })
+    }))

@@ -11,9 +11,10 @@ from dagster import (
 )
 
 from dagster_project.assets.dedup import deduplicated_documents
+from dagster_project.automation import after_global_inputs_condition
 from dagster_project.metadata import partitions_metadata, result_metadata
 from dagster_project.resources import Storage
-from dagster_project.stage import config_class, partition_inputs, publish, upstream
+from dagster_project.stage import config_class, materialization, partition_inputs, publish, upstream
 from lmlib.formats import DOCUMENTS_FILE, TRAIN_TEXT_FILE, VALIDATION_TEXT_FILE
 from lmlib.tokenizer import (
     CorpusConfig,
@@ -35,7 +36,8 @@ BpeTokenizerConfig = config_class(TokenizerConfig, "BpeTokenizerConfig")
 TokenShardsConfig = config_class(ShardConfig, "TokenShardsConfig")
 
 
-@asset(deps=[deduplicated_documents], group_name="tokens", kinds={"python", "text"},
+@asset(deps=[deduplicated_documents], automation_condition=after_global_inputs_condition(),
+       group_name="tokens", kinds={"python", "text"},
        description="Deduplicated documents of all files, shuffled by seed and split into "
                    "train.txt and val.txt (documents separated by <|endoftext|>).")
 def pretraining_corpus(
@@ -48,11 +50,12 @@ def pretraining_corpus(
         lambda out: build_pretraining_corpus(
             sources.files(DOCUMENTS_FILE), out, corpus_config),
         config=corpus_config, inputs=sources.fingerprints())
-    return MaterializeResult(metadata={**result_metadata(result),
-                                       **partitions_metadata(sources)})
+    return MaterializeResult(**materialization(context, storage, {
+        **result_metadata(result), **partitions_metadata(sources)}))
 
 
-@asset(deps=[pretraining_corpus], group_name="tokens", kinds={"python", "bpe"},
+@asset(deps=[pretraining_corpus], automation_condition=after_global_inputs_condition(),
+       group_name="tokens", kinds={"python", "bpe"},
        check_specs=[
            AssetCheckSpec("round_trip", asset="bpe_tokenizer", blocking=True,
                           description="decode(encode(doc)) == doc on validation documents"),
@@ -70,8 +73,8 @@ def bpe_tokenizer(context: AssetExecutionContext, config: BpeTokenizerConfig, st
                                     corpus / VALIDATION_TEXT_FILE),
         config=tokenizer_config, inputs={"pretraining_corpus": upstream(corpus)})
     final = storage.artifact_dir(context.asset_key)
-    yield Output(None, metadata={**result_metadata(result),
-                                 "path": MetadataValue.path(str(final))})
+    yield Output(None, **materialization(context, storage, {
+        **result_metadata(result), "path": MetadataValue.path(str(final))}))
     round_trip = round_trip_failures(Tokenizer.from_directory(final), corpus / VALIDATION_TEXT_FILE)
     yield AssetCheckResult(check_name="round_trip", passed=round_trip["failures"] == 0,
                            metadata={k: round_trip[k] for k in ("documents_checked", "failures")})
@@ -81,7 +84,8 @@ def bpe_tokenizer(context: AssetExecutionContext, config: BpeTokenizerConfig, st
                            metadata={"bytes_per_token": result.bytes_per_token})
 
 
-@asset(deps=[pretraining_corpus, bpe_tokenizer], group_name="tokens", kinds={"python", "numpy"},
+@asset(deps=[pretraining_corpus, bpe_tokenizer],
+       automation_condition=after_global_inputs_condition(), group_name="tokens", kinds={"python", "numpy"},
        description="train/val token shards: little-endian uint16/uint32 .bin files readable "
                    "with np.memmap, document offsets, and index.json.")
 def token_shards(
@@ -94,7 +98,7 @@ def token_shards(
         context, storage, lambda out: write_token_shards(corpus, tokenizer, out, shard_config),
         config=shard_config,
         inputs={"pretraining_corpus": upstream(corpus), "bpe_tokenizer": upstream(tokenizer)})
-    return MaterializeResult(metadata={
+    return MaterializeResult(**materialization(context, storage, {
         **result_metadata(result),
         "path": MetadataValue.path(str(storage.artifact_dir(context.asset_key))),
-    })
+    }))

@@ -3,10 +3,11 @@
 
 from dagster import AssetExecutionContext, AssetSpec, MaterializeResult, MetadataValue, asset
 
+from dagster_project.automation import per_file_condition
 from dagster_project.metadata import result_metadata
 from dagster_project.partitions import crawl_partitions
 from dagster_project.resources import Storage
-from dagster_project.stage import config_class, publish
+from dagster_project.stage import config_class, materialization, publish
 from lmlib.artifacts import sha256_file
 from lmlib.web.extraction import ExtractConfig, extract_documents
 
@@ -25,6 +26,7 @@ WebDocumentsConfig = config_class(ExtractConfig, "WebDocumentsConfig")
 @asset(
     partitions_def=crawl_partitions,
     deps=[crawl_files],
+    automation_condition=per_file_condition(ignore=("crawl_files",)),
     group_name="web",
     kinds={"python", "parquet"},
     description="Text extracted from every HTML response (and WET conversion) of one crawl file.",
@@ -41,8 +43,8 @@ def web_documents(
         inputs={"crawl_file": crawl_file.name, "sha256": sha256_file(crawl_file)},
     )
     context.log.info(f"{crawl_file.name}: {result.documents} documents, skipped {result.skipped}")
-    return MaterializeResult(metadata={
+    return MaterializeResult(**materialization(context, storage, {
         **result_metadata(result),
         "path": MetadataValue.path(str(storage.artifact_dir(context.asset_key,
                                                             context.partition_key))),
-    })
+    }))

@@ -109,3 +109,9 @@ def test_filter_funnel_is_shown(webserver, page):
     page.goto(f"{webserver}/assets/filtered_documents", wait_until="domcontentloaded")
     page.get_by_text("removed_by_language").first.wait_for(state="visible")
     page.get_by_text("funnel", exact=True).first.wait_for(state="visible")
+
+
+def test_automation_page_lists_the_sensors_and_the_schedule(webserver, page):
+    page.goto(f"{webserver}/automation", wait_until="domcontentloaded")
+    for name in ("crawl_file_sensor", "lmpipe_automation_sensor", "refresh_corpus_schedule"):
+        page.get_by_text(name).first.wait_for(state="visible")
