@@ -3,6 +3,9 @@
 - `crawl_file_sensor` registers each complete new crawl file as a partition (size and mtime
   stable for LMPIPE_CRAWL_STABLE_SECONDS, or a `<file>.done` marker beside it), at most
   LMPIPE_CRAWL_MAX_NEW_PER_TICK per tick. It requests no runs: declarative automation does.
+  It also observes `crawl_files`: each new file's sha256, and that of each registered file whose
+  size or mtime changed, becomes its partition's data version, so a rewritten file's chain is
+  marked stale (not rerun: rerunning it is a person's decision).
 - Per-file assets are eager for their own partition: a new file is extracted, filtered and
   signed alone. `filtered_documents` ignores new `quality_classifier` materializations (a
   retrained classifier must not refilter every file); it still waits for one to exist.
@@ -40,11 +43,14 @@ from dagster import (
     sensor,
 )
 
+from dagster_project.crawl_versions import crawl_file_versions, observations
 from dagster_project.partitions import crawl_partitions, discover_crawl_files
 from dagster_project.resources import Storage
 
 CORPUS_REFRESH_CRON = os.environ.get("LMPIPE_CORPUS_REFRESH_CRON", "0 2 * * *")
 DONE_MARKER_SUFFIX = ".done"
+# Hashing stops after this long in a tick (crawl files are ~1 GB); the rest wait for the next.
+HASH_SECONDS_PER_TICK = 30
 
 
 def _int_setting(name: str, default: int) -> int:
@@ -156,8 +162,16 @@ def crawl_file_sensor(context: SensorEvaluationContext, storage: Storage) -> Sen
         context.log.info(f"not registered yet: {key}: {reason}")
     if scan.ready:
         context.log.info(f"registering {len(scan.ready)} crawl file(s): {', '.join(scan.ready)}")
+    # new files and registered files rewritten since they were hashed: their sha256 becomes
+    # the data version of their crawl_files partition, so Dagster marks a changed file's chain
+    versions = crawl_file_versions(storage.home_path, storage.crawl_path,
+                                   [*scan.ready, *sorted(known)], only_changed=True,
+                                   budget_seconds=HASH_SECONDS_PER_TICK)
+    changed = sorted(set(versions) - set(scan.ready))
+    if changed:
+        context.log.info(f"{len(changed)} registered crawl file(s) changed: {', '.join(changed)}")
     skip_reason = None
-    if not scan.ready:
+    if not scan.ready and not versions:
         skip_reason = (f"no complete new crawl file; waiting for {len(scan.skipped)}: "
                        + "; ".join(f"{k}: {r}" for k, r in list(scan.skipped.items())[:5])
                        if scan.skipped else "no new crawl file")
@@ -166,6 +180,7 @@ def crawl_file_sensor(context: SensorEvaluationContext, storage: Storage) -> Sen
         if scan.ready else [],
         cursor=json.dumps(scan.cursor, sort_keys=True),
         skip_reason=skip_reason,
+        asset_events=observations(versions),
     )
 
 

@@ -15,9 +15,9 @@ from dagster_project.versions import with_code_versions
 
 defs = Definitions(
     # derived code versions (dagster_project/versions.py): the UI shows what a code change unsyncs
+    # (the crawl_files observable source asset comes with the web module)
     assets=with_code_versions(
-        [web.crawl_files, *load_assets_from_modules([acquisition, web, filters, dedup, tokens,
-                                                      pretrain])]),
+        load_assets_from_modules([acquisition, web, filters, dedup, tokens, pretrain])),
     asset_checks=load_asset_checks_from_modules([checks]),
     jobs=[refresh_corpus],
     schedules=[refresh_corpus_schedule],

@@ -1,9 +1,20 @@
 """web group: crawl files (source, one partition each) -> extracted web documents."""
 
+import warnings
 
-from dagster import AssetExecutionContext, AssetSpec, MaterializeResult, MetadataValue, asset
+from dagster import (
+    AssetExecutionContext,
+    DataVersion,
+    DataVersionsByPartition,
+    MaterializeResult,
+    MetadataValue,
+    asset,
+    observable_source_asset,
+)
+from dagster._utils.warnings import BetaWarning
 
 from dagster_project.automation import per_file_condition
+from dagster_project.crawl_versions import crawl_file_versions
 from dagster_project.metadata import result_metadata
 from dagster_project.partitions import crawl_partitions
 from dagster_project.resources import Storage
@@ -11,13 +22,25 @@ from dagster_project.stage import config_class, materialization, publish
 from lmlib.artifacts import sha256_file
 from lmlib.web.extraction import ExtractConfig, extract_documents
 
-crawl_files = AssetSpec(
-    "crawl_files",
-    description="WARC/WET files in the crawl directory; the sensor adds one partition per file.",
-    partitions_def=crawl_partitions,
-    group_name="web",
-    kinds={"warc"},
-)
+
+def observe_crawl_files(context, storage: Storage) -> DataVersionsByPartition:
+    """Observe every registered crawl file: its sha256 (cached by size and mtime)."""
+    keys = context.instance.get_dynamic_partitions(crawl_partitions.name)
+    versions = crawl_file_versions(storage.home_path, storage.crawl_path, keys)
+    return DataVersionsByPartition({key: DataVersion(digest) for key, digest in versions.items()})
+
+
+with warnings.catch_warnings():  # observable_source_asset is beta in Dagster 1.13
+    warnings.simplefilter("ignore", BetaWarning)
+    crawl_files = observable_source_asset(
+        name="crawl_files",
+        partitions_def=crawl_partitions,
+        group_name="web",
+        tags={"dagster/kind/warc": ""},
+        description="WARC/WET files in the crawl directory; the crawl sensor adds one partition "
+                    "per file and reports each new or rewritten file's sha256 as its data "
+                    "version, so the chain of a changed file is marked stale.",
+    )(observe_crawl_files)
 
 
 WebDocumentsConfig = config_class(ExtractConfig, "WebDocumentsConfig")

@@ -85,7 +85,7 @@ def _latest_data_versions(instance, asset, partition):
             if r.partition_key == partition]
 
 
-def _stale(instance, definitions=defs) -> set[tuple[str, str | None]]:
+def _stale(instance, definitions=defs, partitions=PARTITIONS) -> set[tuple[str, str | None]]:
     """Every asset partition Dagster reports stale (what the UI shows as unsynced)."""
     graph = definitions.resolve_asset_graph()
     view = AssetGraphView(temporal_context=TemporalContext(effective_dt=get_current_datetime(),
@@ -94,7 +94,7 @@ def _stale(instance, definitions=defs) -> set[tuple[str, str | None]]:
     resolver = CachingStaleStatusResolver(instance, graph, view)
     return {(key.to_user_string(), partition)
             for key in graph.materializable_asset_keys
-            for partition in (PARTITIONS if graph.get(key).partitions_def else [None])
+            for partition in (partitions if graph.get(key).partitions_def else [None])
             if resolver.get_status(key, partition) == StaleStatus.STALE}
 
 
@@ -105,7 +105,7 @@ def _with_changed_source(module_path: str) -> Definitions:
     def read(path: Path) -> str:
         return path.read_text() + ("\n# changed\n" if path.resolve() == target.resolve() else "")
     return Definitions(assets=with_code_versions(
-        [web.crawl_files, *load_assets_from_modules([web, filters, dedup, tokens, pretrain])],
+        load_assets_from_modules([web, filters, dedup, tokens, pretrain]),
         read=read), resources=defs.resources)
 
 
