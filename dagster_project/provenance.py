@@ -75,10 +75,36 @@ def _step(directory: Path, artifacts: Path, manifest: dict) -> Step:
                 config=manifest.get("config"))
 
 
+def _candidates(name: str, current: Path, artifacts: Path) -> list[Path]:
+    """Where an input named `name` usually is: the asset `name` (unpartitioned, or the same
+    partition as `current`), or partition `name` of some asset (a global stage's inputs)."""
+    partition = current.relative_to(artifacts).parts[1:]
+    places = [artifacts / name, artifacts.joinpath(name, *partition)]
+    places += [asset / name.replace("/", "__") for asset in artifacts.iterdir() if asset.is_dir()]
+    return [place for place in places if (place / MANIFEST_NAME).is_file()]
+
+
+class _Resolver:
+    """Manifest hash -> artifact directory: the candidate places first (a few files read per
+    input), every manifest under `artifacts` only when they miss (an input re-materialized
+    since), so a materialization's provenance does not hash the whole store."""
+
+    def __init__(self, artifacts: Path, index: dict[str, Path] | None):
+        self.artifacts, self.index = artifacts, index
+
+    def __call__(self, name: str, digest: str, current: Path) -> Path | None:
+        for place in _candidates(name, current, self.artifacts):
+            if sha256_file(place / MANIFEST_NAME) == digest:
+                return place
+        if self.index is None:
+            self.index = manifest_index(self.artifacts)
+        return self.index.get(digest)
+
+
 def walk(directory: Path, artifacts: Path, index: dict[str, Path] | None = None) -> Provenance:
     """The artifacts `directory` was built from, breadth first, each once, and its crawl files."""
     artifacts = Path(artifacts).resolve()
-    index = manifest_index(artifacts) if index is None else index
+    resolve = _Resolver(artifacts, index)
     provenance, seen, crawl = Provenance(), set(), {}
     pending = [Path(directory).resolve()]
     while pending:
@@ -92,10 +118,13 @@ def walk(directory: Path, artifacts: Path, index: dict[str, Path] | None = None)
         if "crawl_file" in inputs:  # web_documents: the leaf
             crawl[inputs["crawl_file"]] = inputs["sha256"]
             continue
-        for value in inputs.values():
-            if value in index:
-                pending.append(index[value])
-            elif isinstance(value, str):
+        for name, value in inputs.items():
+            if not isinstance(value, str):
+                continue
+            found = resolve(name, value, current)
+            if found is not None:
+                pending.append(found)
+            else:
                 provenance.superseded.append(value)
     provenance.crawl_files = [CrawlFile(name, sha) for name, sha in sorted(crawl.items())]
     return provenance
