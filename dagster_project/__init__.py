@@ -2,7 +2,9 @@
 
 import warnings
 
-from dagster import PreviewWarning
+from dagster import BetaWarning, PreviewWarning
 
-# Partitioned asset checks are a preview feature in Dagster 1.13; we use them knowingly.
+# Partitioned asset checks are a preview feature in Dagster 1.13, and backfill policies are
+# beta; we use both knowingly.
 warnings.filterwarnings("ignore", category=PreviewWarning)
+warnings.filterwarnings("ignore", message="Parameter `backfill_policy`", category=BetaWarning)

@@ -11,7 +11,8 @@
   retrained classifier must not refilter every file); it still waits for one to exist.
 - The global assets that read every file (`quality_classifier`, `duplicate_clusters`) run in
   the `refresh_corpus` job on LMPIPE_CORPUS_REFRESH_CRON (default nightly), and only when a
-  crawl file was signed since the clusters were last built. `deduplicated_documents` reruns
+  crawl file was signed since the clusters were last built; or sooner, when
+  LMPIPE_CORPUS_REFRESH_NEW_FILES files (default 100) were (`enough_new_files_sensor`). `deduplicated_documents` reruns
   for every file when the clusters change (a new file can make an old file's document a
   duplicate), then the corpus, the tokenizer and the shards follow once that is done.
 - `base_model` never starts by itself: training is a person's decision.
@@ -28,6 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from dagster import (
+    AssetKey,
     AssetSelection,
     AutomationCondition,
     AutomationConditionSensorDefinition,
@@ -53,12 +55,16 @@ DONE_MARKER_SUFFIX = ".done"
 HASH_SECONDS_PER_TICK = 30
 
 
-def _int_setting(name: str, default: int) -> int:
+def int_setting(name: str, default: int, minimum: int = 0) -> int:
+    """A whole-number setting from the environment, with an error that names it."""
     value = os.environ.get(name, str(default))
     try:
-        return int(value)
+        number = int(value)
     except ValueError:
         raise ValueError(f"{name}={value!r} is not a whole number; unset it for {default}") from None
+    if number < minimum:
+        raise ValueError(f"{name}={number} must be at least {minimum}; unset it for {default}")
+    return number
 
 
 # --- automation conditions ------------------------------------------------------------------
@@ -156,8 +162,8 @@ def crawl_file_sensor(context: SensorEvaluationContext, storage: Storage) -> Sen
     known = set(context.instance.get_dynamic_partitions(crawl_partitions.name))
     scan = scan_crawl_directory(
         storage.crawl_path, known, json.loads(context.cursor) if context.cursor else {},
-        stable_seconds=_int_setting("LMPIPE_CRAWL_STABLE_SECONDS", 60),
-        max_new=_int_setting("LMPIPE_CRAWL_MAX_NEW_PER_TICK", 100), now=time.time())
+        stable_seconds=int_setting("LMPIPE_CRAWL_STABLE_SECONDS", 60),
+        max_new=int_setting("LMPIPE_CRAWL_MAX_NEW_PER_TICK", 100), now=time.time())
     for key, reason in scan.skipped.items():
         context.log.info(f"not registered yet: {key}: {reason}")
     if scan.ready:
@@ -207,6 +213,15 @@ refresh_corpus = define_asset_job(
 )
 
 
+def files_signed_since_last_refresh(instance) -> set[str]:
+    """Crawl partitions whose MinHash signatures were (re)made after duplicate_clusters last
+    ran: the files a corpus refresh would add."""
+    clustered = instance.fetch_materializations(AssetKey("duplicate_clusters"), limit=1).records
+    return instance.get_materialized_partitions(
+        AssetKey("minhash_signatures"),
+        after_cursor=clustered[0].storage_id if clustered else None)
+
+
 @schedule(
     job=refresh_corpus,
     cron_schedule=CORPUS_REFRESH_CRON,
@@ -215,10 +230,26 @@ refresh_corpus = define_asset_job(
                 "night when no crawl file was signed since the last refresh.",
 )
 def refresh_corpus_schedule(context: ScheduleEvaluationContext):
-    signed = context.instance.fetch_materializations("minhash_signatures", limit=1).records
-    clustered = context.instance.fetch_materializations("duplicate_clusters", limit=1).records
-    if not signed:
-        return SkipReason("no crawl file has MinHash signatures yet")
-    if clustered and clustered[0].storage_id > signed[0].storage_id:
+    if not files_signed_since_last_refresh(context.instance):
         return SkipReason("no crawl file was signed since duplicate_clusters last ran")
     return RunRequest(run_key=None)
+
+
+@sensor(
+    job=refresh_corpus,
+    minimum_interval_seconds=60,
+    default_status=DefaultSensorStatus.RUNNING,
+    description="Refresh the corpus before the night when LMPIPE_CORPUS_REFRESH_NEW_FILES "
+                "(default 100) crawl files were signed since the last refresh.",
+)
+def enough_new_files_sensor(context: SensorEvaluationContext):
+    threshold = int_setting("LMPIPE_CORPUS_REFRESH_NEW_FILES", 100, minimum=1)
+    new = files_signed_since_last_refresh(context.instance)
+    if len(new) < threshold:
+        return SkipReason(f"{len(new)} crawl file(s) signed since the last refresh; "
+                          f"refreshing at {threshold}")
+    clustered = context.instance.fetch_materializations(AssetKey("duplicate_clusters"), limit=1).records
+    # one request per generation of clusters: the refresh itself makes the next generation
+    generation = clustered[0].storage_id if clustered else 0
+    return RunRequest(run_key=f"after-clusters-{generation}",
+                      tags={"lmpipe/new_crawl_files": str(len(new))})

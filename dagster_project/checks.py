@@ -1,6 +1,6 @@
 """Asset checks: what must hold before data flows on (blocking) and what a person should see.
 
-The blocking per-file checks record their failures (`stage.recorded`), so that a failed crawl
+The blocking per-file checks record their failures (`stage.recorded_checks`), so that a failed crawl
 file stays failed in the UI with its reason while the global stages go on without it.
 """
 
@@ -12,7 +12,7 @@ from dagster_project.assets.filters import filtered_documents
 from dagster_project.assets.web import web_documents
 from dagster_project.partitions import crawl_partitions
 from dagster_project.resources import Storage
-from dagster_project.stage import recorded
+from dagster_project.stage import recorded_checks
 from lmlib.artifacts import read_manifest
 from lmlib.formats import DOCUMENTS_FILE
 from lmlib.web.extraction import DOCUMENT_SCHEMA
@@ -23,7 +23,11 @@ from lmlib.web.extraction import DOCUMENT_SCHEMA
 def web_documents_nonempty_with_schema(
     context: AssetCheckExecutionContext, storage: Storage
 ) -> AssetCheckResult:
-    directory = storage.artifact_dir(web_documents, context.partition_key)
+    return recorded_checks(context, storage, lambda partition: _nonempty_with_schema(
+        storage.artifact_dir(web_documents, partition)))
+
+
+def _nonempty_with_schema(directory) -> AssetCheckResult:
     counts = read_manifest(directory)["counts"]
     schema = pq.read_schema(directory / DOCUMENTS_FILE)
     rows = pq.ParquetFile(directory / DOCUMENTS_FILE).metadata.num_rows
@@ -35,11 +39,11 @@ def web_documents_nonempty_with_schema(
         description = f"0 documents: {skipped or 'no HTML responses'}"
     else:
         description = None
-    return recorded(context, storage, AssetCheckResult(
+    return AssetCheckResult(
         passed=schema_ok and rows > 0,
         metadata={"rows": rows, "schema_matches": schema_ok},
         description=description,
-    ))
+    )
 
 
 def _filter_manifest(storage: Storage, partition: str) -> dict:
@@ -49,24 +53,32 @@ def _filter_manifest(storage: Storage, partition: str) -> dict:
 @asset_check(asset=filtered_documents, blocking=True, partitions_def=crawl_partitions,
              description="Every input document is either kept or removed by exactly one filter.")
 def filter_funnel_adds_up(context: AssetCheckExecutionContext, storage: Storage) -> AssetCheckResult:
-    counts = _filter_manifest(storage, context.partition_key)
+    return recorded_checks(context, storage, lambda partition: _funnel_adds_up(
+        _filter_manifest(storage, partition)))
+
+
+def _funnel_adds_up(counts: dict) -> AssetCheckResult:
     removed = sum(counts["removed"].values())
     passed = removed + counts["kept"] == counts["documents_in"]
-    return recorded(context, storage, AssetCheckResult(
+    return AssetCheckResult(
         passed=passed,
         metadata={"documents_in": counts["documents_in"], "removed": removed, "kept": counts["kept"]},
         description=None if passed else (
             f"{removed} removed + {counts['kept']} kept != {counts['documents_in']} documents in"),
-    ))
+    )
 
 
 @asset_check(asset=filtered_documents, blocking=True, partitions_def=crawl_partitions,
              description="Some documents survive filtering (thresholds are not rejecting everything).")
 def filter_keeps_something(context: AssetCheckExecutionContext, storage: Storage) -> AssetCheckResult:
-    counts = _filter_manifest(storage, context.partition_key)
+    return recorded_checks(context, storage, lambda partition: _keeps_something(
+        _filter_manifest(storage, partition)))
+
+
+def _keeps_something(counts: dict) -> AssetCheckResult:
     removed = ", ".join(f"{name}: {n}" for name, n in counts["removed"].items() if n)
-    return recorded(context, storage, AssetCheckResult(
+    return AssetCheckResult(
         passed=counts["kept"] > 0, metadata={"kept": counts["kept"]},
         description=None if counts["kept"] > 0 else (
             f"0 of {counts['documents_in']} documents kept (removed by {removed or 'nothing'})"),
-    ))
+    )

@@ -7,6 +7,7 @@ from dagster_project.assets import acquisition, dedup, filters, pretrain, tokens
 from dagster_project.automation import (
     automation_sensor,
     crawl_file_sensor,
+    enough_new_files_sensor,
     refresh_corpus,
     refresh_corpus_schedule,
 )
@@ -21,6 +22,6 @@ defs = Definitions(
     asset_checks=load_asset_checks_from_modules([checks]),
     jobs=[refresh_corpus],
     schedules=[refresh_corpus_schedule],
-    sensors=[crawl_file_sensor, automation_sensor],
+    sensors=[crawl_file_sensor, automation_sensor, enough_new_files_sensor],
     resources={"storage": Storage(), "dedup": DedupSettings()},
 )

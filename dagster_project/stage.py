@@ -8,12 +8,16 @@
   the directory into place, at the path that follows from the asset key and partition key.
 - `materialization(context, storage, metadata)`: what the asset returns after `publish`: its
   metadata with the provenance table, and the data version (the content hash of its files).
+- `for_each_partition(context, materialize_one)`: a per-file asset's body over every partition
+  of its run: one partition, or a batch of them when a backfill groups files into one run
+  (`BATCHED_BACKFILL`).
 - `partition_inputs`: what a global asset reads across the crawl partitions: the ones whose
   per-file chain succeeded, the others left out with a reason.
 """
 
 import dataclasses
 import functools
+import hashlib
 import json
 import operator
 import types
@@ -23,7 +27,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from dagster import AssetCheckResult, AssetKey, Config, Failure
+from dagster import (
+    AssetCheckResult,
+    AssetKey,
+    BackfillPolicy,
+    Config,
+    DataVersion,
+    Failure,
+    MaterializeResult,
+)
 from pydantic import create_model
 
 from lmlib.artifacts import (
@@ -35,6 +47,15 @@ from lmlib.artifacts import (
     write_manifest,
 )
 from lmlib.stage import StageResult
+
+_UNSET: Any = object()
+
+
+def _partition(context, partition):
+    """`partition` when given, else the run's single partition key (None when unpartitioned)."""
+    if partition is not _UNSET:
+        return partition
+    return context.partition_key if context.has_partition_key else None
 
 
 def _config_type(annotation):
@@ -136,11 +157,12 @@ def publish(
     *,
     config: Any,
     inputs: Mapping[str, Any] | None = None,
+    partition: str | None = _UNSET,
 ) -> StageResult:
     """Run `produce(temporary_dir)` and publish the directory atomically with a manifest, at the
-    artifact directory of this asset and partition. Paths in the result that point into the
-    temporary directory are moved to the published one."""
-    partition = context.partition_key if context.has_partition_key else None
+    artifact directory of this asset and `partition` (default: the run's partition). Paths in
+    the result that point into the temporary directory are moved to the published one."""
+    partition = _partition(context, partition)
     final = storage.artifact_dir(context.asset_key, partition)
     with atomic_directory(final) as out:
         result = produce(out)
@@ -151,7 +173,8 @@ def publish(
     return _relocated(result, out, final)
 
 
-def materialization(context, storage, metadata: Mapping[str, Any]) -> dict[str, Any]:
+def materialization(context, storage, metadata: Mapping[str, Any],
+                    partition: str | None = _UNSET) -> dict[str, Any]:
     """The keyword arguments of this asset's `MaterializeResult` (or `Output`) after `publish`:
     `metadata` plus the provenance table, and the data version, the content hash of the
     published files (a byte-identical rerun reports the same one, so nothing downstream is
@@ -160,11 +183,45 @@ def materialization(context, storage, metadata: Mapping[str, Any]) -> dict[str, 
     from dagster_project.provenance import walk
     from dagster_project.versions import data_version
 
-    partition = context.partition_key if context.has_partition_key else None
-    directory = storage.artifact_dir(context.asset_key, partition)
+    directory = storage.artifact_dir(context.asset_key, _partition(context, partition))
     provenance = walk(directory, storage.home_path / "artifacts")
     return {"metadata": {**metadata, **provenance_metadata(provenance)},
             "data_version": data_version(read_manifest(directory))}
+
+
+def batched_backfill() -> BackfillPolicy:
+    """The backfill policy of the per-file assets: LMPIPE_PARTITIONS_PER_RUN crawl files (default
+    20) per run, so a backfill over a thousand files starts fifty runs, not a thousand (each run
+    costs a process and Dagster's start-up; a file costs seconds)."""
+    from dagster_project.automation import int_setting
+
+    return BackfillPolicy.multi_run(max_partitions_per_run=int_setting(
+        "LMPIPE_PARTITIONS_PER_RUN", 20, minimum=1))
+
+
+def for_each_partition(context, materialize_one: Callable[[str], Mapping[str, Any]]
+                       ) -> MaterializeResult:
+    """A per-file asset over every partition of its run: `materialize_one(partition)` publishes
+    that partition and returns `materialization(...)`'s keyword arguments.
+
+    A run of one partition returns them as they are. A batch (a backfill run over a range of
+    partitions) attaches each partition's metadata to its own materialization; Dagster 1.13 takes
+    one data version per run step, so the batch reports the content hash of its partitions' data
+    versions: a byte-identical rerun of the same batch still changes nothing downstream.
+    """
+    keys = context.partition_keys
+    if len(keys) == 1:
+        return MaterializeResult(**materialize_one(keys[0]))
+    versions = {}
+    for index, key in enumerate(keys, 1):
+        context.log.info(f"partition {index}/{len(keys)}: {key}")
+        result = materialize_one(key)
+        context.add_asset_metadata(result["metadata"], partition_key=key)
+        versions[key] = result["data_version"].value
+    return MaterializeResult(
+        metadata={"partitions_in_run": len(keys)},
+        data_version=DataVersion(hashlib.sha256(json.dumps(versions, sort_keys=True).encode())
+                                 .hexdigest()))
 
 
 def _relocated(result: StageResult, temporary: Path, final: Path) -> StageResult:
@@ -185,23 +242,39 @@ def upstream(directory: Path) -> str:
     return sha256_file(directory / MANIFEST_NAME)
 
 
-def recorded(context, storage, result: AssetCheckResult) -> AssetCheckResult:
-    """A per-file blocking check's result, remembered on disk for the global stages: a failure
-    writes a small JSON record with its reason (the check's description), a pass removes it.
+def recorded_checks(context, storage, check_one: Callable[[str], AssetCheckResult]
+                    ) -> AssetCheckResult:
+    """A per-file blocking check over every partition of its run, each result remembered on disk
+    for the global stages: a failure writes a small JSON record with its reason (the check's
+    description), a pass removes it. The record lives under $LMPIPE_HOME/failures, not in the
+    Dagster instance, so it is there whether the check ran from `make demo` or from the UI.
 
-    The record lives under $LMPIPE_HOME/failures, not in the Dagster instance, so it is there
-    whether the check ran from `make demo` or from the UI."""
+    A batch (a backfill run over several partitions) passes only when every partition passes:
+    Dagster blocks a run step as a whole, so a failing file holds back the rest of its batch,
+    and the result names it (its record keeps the reason; the others rerun in a new backfill)."""
     spec = context.check_specs[0]
     asset = spec.asset_key.to_user_string()
-    path = storage.failure_dir(asset, context.partition_key) / f"{spec.name}.json"
-    if result.passed:
-        path.unlink(missing_ok=True)
-        return result
-    record = {"asset": asset, "partition": context.partition_key, "check": spec.name,
-              "reason": result.description or "check failed", "run_id": context.run.run_id}
-    with atomic_file(path) as temporary:  # a reader never sees half a record
-        temporary.write_text(json.dumps(record, indent=2) + "\n")
-    return result
+    keys = context.op_execution_context.partition_keys
+    results = {}
+    for key in keys:
+        result = results[key] = check_one(key)
+        path = storage.failure_dir(asset, key) / f"{spec.name}.json"
+        if result.passed:
+            path.unlink(missing_ok=True)
+            continue
+        record = {"asset": asset, "partition": key, "check": spec.name,
+                  "reason": result.description or "check failed", "run_id": context.run.run_id}
+        with atomic_file(path) as temporary:  # a reader never sees half a record
+            temporary.write_text(json.dumps(record, indent=2) + "\n")
+    if len(keys) == 1:
+        return results[keys[0]]
+    failed = {key: result for key, result in results.items() if not result.passed}
+    return AssetCheckResult(
+        passed=not failed,
+        metadata={"partitions_checked": len(keys), "partitions_failed": len(failed)},
+        description="; ".join(f"{key}: {result.description or 'failed'}"
+                              for key, result in failed.items()) or None,
+    )
 
 
 def recorded_failures(storage, asset, partition: str) -> list[dict]:

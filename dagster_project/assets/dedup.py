@@ -11,26 +11,37 @@ from dagster_project.automation import after_new_clusters_condition, per_file_co
 from dagster_project.metadata import partitions_metadata, result_metadata
 from dagster_project.partitions import crawl_partitions
 from dagster_project.resources import DedupSettings, Storage
-from dagster_project.stage import materialization, partition_inputs, publish, upstream
+from dagster_project.stage import (
+    batched_backfill,
+    for_each_partition,
+    materialization,
+    partition_inputs,
+    publish,
+    upstream,
+)
 from lmlib.dedup import compute_minhash_signatures, deduplicate_documents, find_duplicate_clusters
 from lmlib.formats import CLUSTERS_FILE, DOCUMENTS_FILE, SIGNATURES_FILE
 
 
-@asset(partitions_def=crawl_partitions, deps=[filtered_documents],
-       automation_condition=per_file_condition(), group_name="dedup",
+@asset(partitions_def=crawl_partitions, backfill_policy=batched_backfill(),
+       deps=[filtered_documents], automation_condition=per_file_condition(), group_name="dedup",
        kinds={"python", "parquet"},
        description="MinHash signatures and LSH band hashes of one file's filtered documents.")
 def minhash_signatures(
     context: AssetExecutionContext, storage: Storage, dedup: DedupSettings
 ) -> MaterializeResult:
-    source = storage.artifact_dir(filtered_documents, context.partition_key)
     config = dedup.build()
-    result = publish(
-        context, storage,
-        lambda out: compute_minhash_signatures(source / DOCUMENTS_FILE, out, config,
-                                               partition=context.partition_key),
-        config=config, inputs={"filtered_documents": upstream(source)})
-    return MaterializeResult(**materialization(context, storage, result_metadata(result)))
+
+    def sign(partition: str) -> dict:
+        source = storage.artifact_dir(filtered_documents, partition)
+        result = publish(
+            context, storage,
+            lambda out: compute_minhash_signatures(source / DOCUMENTS_FILE, out, config,
+                                                   partition=partition),
+            config=config, inputs={"filtered_documents": upstream(source)}, partition=partition)
+        return materialization(context, storage, result_metadata(result), partition=partition)
+
+    return for_each_partition(context, sign)
 
 
 @asset(deps=[minhash_signatures], group_name="dedup", kinds={"python", "polars"},
@@ -50,19 +61,26 @@ def duplicate_clusters(
         **partitions_metadata(sources), **result_metadata(result)}))
 
 
-@asset(partitions_def=crawl_partitions, deps=[filtered_documents, duplicate_clusters],
-       automation_condition=after_new_clusters_condition(), group_name="dedup", kinds={"python", "parquet"},
+@asset(partitions_def=crawl_partitions, backfill_policy=batched_backfill(),
+       deps=[filtered_documents, duplicate_clusters],
+       automation_condition=after_new_clusters_condition(), group_name="dedup",
+       kinds={"python", "parquet"},
        description="One file's filtered documents without the non-keepers of each cluster.")
 def deduplicated_documents(
     context: AssetExecutionContext, storage: Storage, dedup: DedupSettings
 ) -> MaterializeResult:
     config = dedup.build()
-    source = storage.artifact_dir(filtered_documents, context.partition_key)
     clusters = storage.artifact_dir(duplicate_clusters)
-    result = publish(
-        context, storage,
-        lambda out: deduplicate_documents(source / DOCUMENTS_FILE, clusters / CLUSTERS_FILE,
-                                          out, config),
-        config=config,
-        inputs={"filtered_documents": upstream(source), "duplicate_clusters": upstream(clusters)})
-    return MaterializeResult(**materialization(context, storage, result_metadata(result)))
+
+    def deduplicate(partition: str) -> dict:
+        source = storage.artifact_dir(filtered_documents, partition)
+        result = publish(
+            context, storage,
+            lambda out: deduplicate_documents(source / DOCUMENTS_FILE, clusters / CLUSTERS_FILE,
+                                              out, config),
+            config=config, partition=partition,
+            inputs={"filtered_documents": upstream(source),
+                    "duplicate_clusters": upstream(clusters)})
+        return materialization(context, storage, result_metadata(result), partition=partition)
+
+    return for_each_partition(context, deduplicate)

@@ -7,7 +7,15 @@ from dagster_project.automation import build_once_condition, per_file_condition
 from dagster_project.metadata import partitions_metadata, result_metadata
 from dagster_project.partitions import crawl_partitions
 from dagster_project.resources import Storage
-from dagster_project.stage import config_class, materialization, partition_inputs, publish, upstream
+from dagster_project.stage import (
+    batched_backfill,
+    config_class,
+    for_each_partition,
+    materialization,
+    partition_inputs,
+    publish,
+    upstream,
+)
 from lmlib.formats import DOCUMENTS_FILE, QUALITY_MODEL_FILE, QUALITY_REFERENCE_FILE
 from lmlib.web.filter_chain import FilterConfig, filter_documents
 from lmlib.web.quality import QualityClassifierConfig, build_quality_classifier
@@ -36,7 +44,8 @@ def quality_classifier(
         **partitions_metadata(sources), **result_metadata(result)}))
 
 
-@asset(partitions_def=crawl_partitions, deps=[web_documents, quality_classifier],
+@asset(partitions_def=crawl_partitions, backfill_policy=batched_backfill(),
+       deps=[web_documents, quality_classifier],
        automation_condition=per_file_condition(ignore_updates_of=("quality_classifier",)),
        group_name="filter", kinds={"python", "parquet"},
        description="Documents that pass language, Gopher, harmful-content and quality filters, "
@@ -44,17 +53,23 @@ def quality_classifier(
 def filtered_documents(
     context: AssetExecutionContext, config: FilteredDocumentsConfig, storage: Storage
 ) -> MaterializeResult:
-    source = storage.artifact_dir(web_documents, context.partition_key)
     model = storage.artifact_dir(quality_classifier) / QUALITY_MODEL_FILE
     filter_config = config.build()
-    result = publish(
-        context, storage,
-        lambda out: filter_documents(source / DOCUMENTS_FILE, out, filter_config, model),
-        config=filter_config,
-        inputs={"web_documents": upstream(source), "quality_classifier": upstream(model.parent)},
-    )
-    return MaterializeResult(**materialization(context, storage, {
-        **result_metadata(result),
-        # one number per filter, so the UI plots each across materializations
-        **{f"removed_by_{name}": MetadataValue.int(n) for name, n in result.removed.items()},
-    }))
+
+    def filter_one(partition: str) -> dict:
+        source = storage.artifact_dir(web_documents, partition)
+        result = publish(
+            context, storage,
+            lambda out: filter_documents(source / DOCUMENTS_FILE, out, filter_config, model),
+            config=filter_config,
+            inputs={"web_documents": upstream(source),
+                    "quality_classifier": upstream(model.parent)},
+            partition=partition,
+        )
+        return materialization(context, storage, {
+            **result_metadata(result),
+            # one number per filter, so the UI plots each across materializations
+            **{f"removed_by_{name}": MetadataValue.int(n) for name, n in result.removed.items()},
+        }, partition=partition)
+
+    return for_each_partition(context, filter_one)

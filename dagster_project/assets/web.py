@@ -18,7 +18,13 @@ from dagster_project.crawl_versions import crawl_file_versions
 from dagster_project.metadata import result_metadata
 from dagster_project.partitions import crawl_partitions
 from dagster_project.resources import Storage
-from dagster_project.stage import config_class, materialization, publish
+from dagster_project.stage import (
+    batched_backfill,
+    config_class,
+    for_each_partition,
+    materialization,
+    publish,
+)
 from lmlib.artifacts import sha256_file
 from lmlib.web.extraction import ExtractConfig, extract_documents
 
@@ -48,6 +54,7 @@ WebDocumentsConfig = config_class(ExtractConfig, "WebDocumentsConfig")
 
 @asset(
     partitions_def=crawl_partitions,
+    backfill_policy=batched_backfill(),
     deps=[crawl_files],
     automation_condition=per_file_condition(ignore=("crawl_files",)),
     group_name="web",
@@ -57,17 +64,22 @@ WebDocumentsConfig = config_class(ExtractConfig, "WebDocumentsConfig")
 def web_documents(
     context: AssetExecutionContext, config: WebDocumentsConfig, storage: Storage
 ) -> MaterializeResult:
-    crawl_file = storage.crawl_file(context.partition_key)
     extract_config = config.build()
-    result = publish(
-        context, storage,
-        lambda out: extract_documents(crawl_file, out, extract_config, log=context.log.info),
-        config=extract_config,
-        inputs={"crawl_file": crawl_file.name, "sha256": sha256_file(crawl_file)},
-    )
-    context.log.info(f"{crawl_file.name}: {result.documents} documents, skipped {result.skipped}")
-    return MaterializeResult(**materialization(context, storage, {
-        **result_metadata(result),
-        "path": MetadataValue.path(str(storage.artifact_dir(context.asset_key,
-                                                            context.partition_key))),
-    }))
+
+    def extract(partition: str) -> dict:
+        crawl_file = storage.crawl_file(partition)
+        result = publish(
+            context, storage,
+            lambda out: extract_documents(crawl_file, out, extract_config, log=context.log.info),
+            config=extract_config,
+            inputs={"crawl_file": crawl_file.name, "sha256": sha256_file(crawl_file)},
+            partition=partition,
+        )
+        context.log.info(f"{crawl_file.name}: {result.documents} documents, "
+                         f"skipped {result.skipped}")
+        return materialization(context, storage, {
+            **result_metadata(result),
+            "path": MetadataValue.path(str(storage.artifact_dir(context.asset_key, partition))),
+        }, partition=partition)
+
+    return for_each_partition(context, extract)

@@ -8,11 +8,17 @@ from dagster import (
     DagsterInstance,
     DefaultScheduleStatus,
     DefaultSensorStatus,
+    SkipReason,
+    build_schedule_context,
     build_sensor_context,
     evaluate_automation_conditions,
 )
 
-from dagster_project.automation import crawl_file_sensor
+from dagster_project.automation import (
+    crawl_file_sensor,
+    enough_new_files_sensor,
+    refresh_corpus_schedule,
+)
 from dagster_project.definitions import defs
 from dagster_project.home import ensure_dagster_home
 from dagster_project.partitions import crawl_partitions
@@ -79,7 +85,9 @@ def test_new_duplicate_clusters_rededuplicates_every_file(instance, settled):
 def test_definitions_list_jobs_schedules_and_sensors():
     repository = defs.get_repository_def()
     sensors = {s.name: s for s in repository.sensor_defs}
-    assert set(sensors) == {"crawl_file_sensor", "lmpipe_automation_sensor"}
+    assert set(sensors) == {"crawl_file_sensor", "lmpipe_automation_sensor",
+                            "enough_new_files_sensor"}
+    assert sensors["enough_new_files_sensor"].job_name == "refresh_corpus"
     assert all(s.default_status == DefaultSensorStatus.RUNNING for s in sensors.values())
     schedule = repository.get_schedule_def("refresh_corpus_schedule")
     assert schedule.job_name == "refresh_corpus"
@@ -127,3 +135,21 @@ def test_crawl_sensor_takes_a_done_marker_at_once_and_respects_the_per_tick_limi
     result, cursor = tick(instance, crawl_dir, cursor)
     assert sorted(instance.get_dynamic_partitions(crawl_partitions.name)) == [
         "a.warc.gz", "b.warc.gz", "c.warc.gz"]
+
+
+def test_corpus_refresh_waits_for_enough_new_files(instance, settled, monkeypatch):
+    monkeypatch.setenv("LMPIPE_CORPUS_REFRESH_NEW_FILES", "2")
+    schedule_context = build_schedule_context(instance=instance)
+    assert isinstance(refresh_corpus_schedule(schedule_context), SkipReason)
+    sensor_context = build_sensor_context(instance=instance)
+    instance.add_dynamic_partitions(crawl_partitions.name, ["b.warc.gz", "c.warc.gz"])
+    materialize(instance, "minhash_signatures", "b.warc.gz")
+    assert "1 crawl file(s) signed since the last refresh; refreshing at 2" in (
+        enough_new_files_sensor(sensor_context).skip_message)
+    assert refresh_corpus_schedule(schedule_context).run_key is None  # the night would run it
+    materialize(instance, "minhash_signatures", "c.warc.gz")
+    request = enough_new_files_sensor(sensor_context)
+    assert request.tags["lmpipe/new_crawl_files"] == "2"
+    materialize(instance, "duplicate_clusters")  # the refresh ran: the count starts again
+    assert isinstance(enough_new_files_sensor(sensor_context), SkipReason)
+    assert isinstance(refresh_corpus_schedule(schedule_context), SkipReason)
