@@ -9,6 +9,7 @@ reported as superseded.
     python -m dagster_project.provenance base_model            # an asset key
     python -m dagster_project.provenance .lmpipe/artifacts/web_documents/sample-00000.warc.gz
     python -m dagster_project.provenance --document sample-00001.warc.gz:0000042
+    python -m dagster_project.provenance --token train:123456   # a position in the token shards
 """
 
 from __future__ import annotations
@@ -146,6 +147,30 @@ def document_source(artifacts: Path, doc_id: str) -> dict:
     return {**rows[0], "crawl_file": crawl_file, "sha256": manifest["inputs"]["sha256"]}
 
 
+def token_source(artifacts: Path, token: str, shards: Path | None = None) -> dict:
+    """The document holding one token of the token shards ("<split>:<position>", counted across
+    the split's shards as a training loader reads them), traced to its crawl record: the shard,
+    the document's doc_id in the corpus the shards were encoded from, and `document_source`."""
+    from lmlib.tokenizer import corpus_doc_id, document_at
+
+    split, _, position = token.partition(":")
+    if not position.isdigit():
+        raise ValueError(f"token {token!r}: expected '<split>:<position>', e.g. 'train:123456'")
+    artifacts = Path(artifacts).resolve()
+    shards = Path(shards) if shards else artifacts / "token_shards"
+    located = document_at(shards, split, int(position))
+    digest = read_manifest(shards)["inputs"]["pretraining_corpus"]
+    corpus = _Resolver(artifacts, None)("pretraining_corpus", digest, shards)
+    if corpus is None:
+        raise LookupError(f"the pretraining_corpus {shards} was encoded from (manifest "
+                          f"{digest[:12]}) was re-materialized since; rebuild token_shards")
+    doc_id = corpus_doc_id(corpus, split, located.document)
+    return {"split": split, "position": located.position, "shard": located.shard,
+            "document_in_split": located.document,
+            "token_in_document": located.token_in_document,
+            **document_source(artifacts, doc_id)}
+
+
 def _resolve(target: str, artifacts: Path) -> Path:
     path = Path(target)
     if (path / MANIFEST_NAME).exists():
@@ -163,14 +188,19 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("target", nargs="?", help="artifact directory or asset key[/partition]")
     parser.add_argument("--document", help="a doc_id: name its crawl file and WARC record ID")
+    parser.add_argument("--token", help="<split>:<position> in the token shards: name the "
+                                            "document there, its crawl file and WARC record ID")
     parser.add_argument("--json", action="store_true", help="print JSON instead of tables")
     args = parser.parse_args(argv)
     artifacts = lmpipe_home() / "artifacts"
     if args.document:
         print(json.dumps(document_source(artifacts, args.document), indent=2))
         return
+    if args.token:
+        print(json.dumps(token_source(artifacts, args.token), indent=2))
+        return
     if not args.target:
-        parser.error("give an artifact directory, an asset key or --document")
+        parser.error("give an artifact directory, an asset key, --document or --token")
     provenance = walk(_resolve(args.target, artifacts), artifacts)
     if args.json:
         print(json.dumps({"steps": provenance.rows(), "crawl_files": provenance.crawl_rows(),

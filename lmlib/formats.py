@@ -13,6 +13,8 @@ S_CURVE_PLOT_FILE = "s_curve.png"  # duplicate_clusters: the LSH candidate proba
 CLUSTER_SIZES_PLOT_FILE = "cluster_sizes.png"  # duplicate_clusters: clusters by size
 TRAIN_TEXT_FILE = "train.txt"  # pretraining_corpus: training documents joined by <|endoftext|>
 VALIDATION_TEXT_FILE = "val.txt"  # pretraining_corpus: held-out documents, same format
+DOC_IDS_FILES = {  # pretraining_corpus: the doc_id of each document of a split, one per line, in order
+    "train": "train.doc_ids.txt", "val": "val.doc_ids.txt"}
 VOCAB_FILE = "vocab.json"  # bpe_tokenizer: GPT-2 style {token string: id}
 MERGES_FILE = "merges.txt"  # bpe_tokenizer: GPT-2 style merges, one pair a line
 TOKENIZER_CONFIG_FILE = "tokenizer.json"  # bpe_tokenizer: format name and special tokens

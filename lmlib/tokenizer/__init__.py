@@ -13,9 +13,16 @@ from lmlib.tokenizer.corpus import (
     CorpusConfig,
     CorpusResult,
     build_pretraining_corpus,
+    corpus_doc_id,
     iter_documents,
 )
-from lmlib.tokenizer.shards import ShardConfig, ShardsResult, write_token_shards
+from lmlib.tokenizer.shards import (
+    ShardConfig,
+    ShardPosition,
+    ShardsResult,
+    document_at,
+    write_token_shards,
+)
 from lmlib.tokenizer.tokenizer import Tokenizer
 from lmlib.tokenizer.tokenizer_stage import (
     TokenizerConfig,
@@ -30,11 +37,14 @@ __all__ = [
     "CorpusConfig",
     "CorpusResult",
     "ShardConfig",
+    "ShardPosition",
     "ShardsResult",
     "Tokenizer",
     "TokenizerConfig",
     "TokenizerResult",
     "build_pretraining_corpus",
+    "corpus_doc_id",
+    "document_at",
     "iter_documents",
     "measure_compression",
     "round_trip_failures",

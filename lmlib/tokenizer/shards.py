@@ -166,6 +166,39 @@ class _ShardWriter:
         return self.shards
 
 
+@dataclass(frozen=True)
+class ShardPosition:
+    """Where a token of a split lies: its shard, the document (its ordinal in the split, as in
+    the corpus) and the token's offset within that document."""
+
+    split: str
+    position: int
+    shard: str
+    document: int
+    token_in_document: int
+
+
+def document_at(shards_dir: Path, split: str, position: int) -> ShardPosition:
+    """The document holding token `position` (from 0) of `split`, counted across its shards in
+    order: the position a training loader reads."""
+    index = json.loads((Path(shards_dir) / TOKEN_SHARDS_INDEX_FILE).read_text("utf-8"))
+    if split not in index["splits"]:
+        raise KeyError(f"no split {split!r} in {shards_dir} (splits: {', '.join(index['splits'])})")
+    tokens = index["splits"][split]["tokens"]
+    if not 0 <= position < tokens:
+        raise IndexError(f"token {position} is outside the {tokens} tokens of the {split} split")
+    documents_before, in_shard = 0, position
+    for shard in index["splits"][split]["shards"]:
+        if in_shard < shard["tokens"]:
+            offsets = np.load(Path(shards_dir) / shard["file"].replace(".bin", ".offsets.npy"))
+            within = int(np.searchsorted(offsets, in_shard, side="right")) - 1
+            return ShardPosition(split, position, shard["file"], documents_before + within,
+                                 in_shard - int(offsets[within]))
+        in_shard -= shard["tokens"]
+        documents_before += shard["documents"]
+    raise AssertionError("index.json token counts disagree with its shards")
+
+
 def write_token_shards(
     corpus_dir: Path, tokenizer_dir: Path, output_dir: Path, config: ShardConfig
 ) -> ShardsResult:

@@ -5,6 +5,7 @@ import json
 import shutil
 from pathlib import Path
 
+import numpy as np
 import polars as pl
 from dagster import (
     AssetKey,
@@ -30,6 +31,7 @@ from dagster_project.provenance import document_source, main, walk
 from dagster_project.versions import with_code_versions
 from lmlib.artifacts import sha256_file
 from lmlib.formats import DOCUMENTS_FILE
+from lmlib.tokenizer import Tokenizer
 from tests.e2e.test_pipeline import PARTITIONS, _only_web
 
 EMBEDDED = {path.name: sha256_file(path) for path in sorted(EMBEDDED_CRAWL.glob("*.warc.gz"))}
@@ -66,6 +68,31 @@ def test_a_corpus_document_names_its_crawl_file_and_warc_record(pipeline_home):
     assert source["crawl_file"] == PARTITIONS[1]
     assert source["sha256"] == EMBEDDED[PARTITIONS[1]]
     assert source["record_id"].startswith("<urn:uuid:")
+
+
+def test_a_token_of_the_shards_names_its_document_and_crawl_record(pipeline_home, capsys):
+    home, _ = pipeline_home
+    artifacts = home / "artifacts"
+    index = json.loads((artifacts / "token_shards" / "index.json").read_text())
+    position = index["splits"]["train"]["tokens"] * 2 // 3
+    main(["--token", f"train:{position}"])
+    source = json.loads(capsys.readouterr().out)
+    assert source["record_id"].startswith("<urn:uuid:")
+    assert source["crawl_file"] in PARTITIONS
+    # the document's tokens, from its first to its end-of-text, decode to the corpus text of
+    # the doc_id named
+    tokens = np.concatenate([np.fromfile(artifacts / "token_shards" / shard["file"],
+                                         dtype=index["dtype"])
+                             for shard in index["splits"]["train"]["shards"]])
+    eot = index["eot_token_id"]
+    start = position - source["token_in_document"]
+    assert start == 0 or tokens[start - 1] == eot
+    end = start + int(np.argmax(tokens[start:] == eot))
+    assert start <= position <= end
+    text = Tokenizer.from_directory(artifacts / "bpe_tokenizer").decode(tokens[start:end].tolist())
+    documents = pl.read_parquet(
+        artifacts / "deduplicated_documents" / source["crawl_file"] / DOCUMENTS_FILE)
+    assert documents.filter(pl.col("doc_id") == source["doc_id"])["text"][0] == text
 
 
 def test_every_materialization_has_provenance_and_a_content_data_version(pipeline_home):
