@@ -100,9 +100,20 @@ def after_new_clusters_condition() -> AutomationCondition:
 
 
 def build_once_condition() -> AutomationCondition:
-    """quality_classifier: built by itself only when it does not exist yet (the per-file filter
-    waits for it); retraining is the `refresh_corpus` schedule's job."""
-    return AutomationCondition.on_missing()
+    """quality_classifier: built by itself whenever it does not exist and some crawl file has been
+    extracted (the per-file filter waits for it), including on a fresh instance: Dagster's
+    `on_missing` skips what was already missing when automation first ran, which would leave a
+    new factory waiting for a click. A damaged file never extracted does not hold it back. It
+    does not retry a failed build every tick (a person looks first); retraining is
+    `refresh_corpus`'s job.
+    """
+    return (
+        AutomationCondition.missing()
+        & AutomationCondition.any_deps_match(~AutomationCondition.missing())
+        & ~AutomationCondition.any_deps_in_progress()
+        & ~AutomationCondition.in_progress()
+        & ~AutomationCondition.execution_failed()
+    ).with_label("build_when_missing")
 
 
 def after_global_inputs_condition() -> AutomationCondition:

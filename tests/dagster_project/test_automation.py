@@ -153,3 +153,18 @@ def test_corpus_refresh_waits_for_enough_new_files(instance, settled, monkeypatc
     materialize(instance, "duplicate_clusters")  # the refresh ran: the count starts again
     assert isinstance(enough_new_files_sensor(sensor_context), SkipReason)
     assert isinstance(refresh_corpus_schedule(schedule_context), SkipReason)
+
+
+def test_a_fresh_factory_builds_its_quality_classifier_once_a_file_is_extracted(instance):
+    result = evaluate_automation_conditions(defs=defs, instance=instance)  # the first tick
+    assert ("quality_classifier", None) not in requested(result)  # no crawl file yet
+    instance.add_dynamic_partitions(crawl_partitions.name, ["a.warc.gz", "damaged.warc.gz"])
+    result = evaluate_automation_conditions(defs=defs, instance=instance, cursor=result.cursor)
+    assert ("quality_classifier", None) not in requested(result)  # nothing extracted yet
+    materialize(instance, "web_documents", "a.warc.gz")
+    result = evaluate_automation_conditions(defs=defs, instance=instance, cursor=result.cursor)
+    assert ("quality_classifier", None) in requested(result)
+    materialize(instance, "quality_classifier")
+    result = evaluate_automation_conditions(defs=defs, instance=instance, cursor=result.cursor)
+    assert ("quality_classifier", None) not in requested(result)
+    assert ("filtered_documents", "a.warc.gz") in requested(result)
