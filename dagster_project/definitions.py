@@ -3,7 +3,7 @@
 from dagster import Definitions, load_asset_checks_from_modules, load_assets_from_modules
 
 from dagster_project import checks
-from dagster_project.assets import acquisition, dedup, filters, pretrain, tokens, web
+from dagster_project.assets import acquisition, dedup, filters, pretrain, scaling, tokens, web
 from dagster_project.automation import (
     automation_sensor,
     crawl_file_sensor,
@@ -18,8 +18,9 @@ defs = Definitions(
     # derived code versions (dagster_project/versions.py): the UI shows what a code change unsyncs
     # (the crawl_files observable source asset comes with the web module)
     assets=with_code_versions(
-        load_assets_from_modules([acquisition, web, filters, dedup, tokens, pretrain])),
-    asset_checks=load_asset_checks_from_modules([checks]),
+        load_assets_from_modules([acquisition, web, filters, dedup, tokens, pretrain,
+                                  scaling])),
+    asset_checks=load_asset_checks_from_modules([checks, scaling]),
     jobs=[refresh_corpus],
     schedules=[refresh_corpus_schedule],
     sensors=[crawl_file_sensor, automation_sensor, enough_new_files_sensor],

@@ -14,7 +14,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 
-from dagster import AssetKey, DagsterInstance, materialize
+from dagster import AssetKey, DagsterInstance, PartitionsDefinition, materialize
 
 from dagster_project.crawl_versions import crawl_file_versions, observations
 from dagster_project.home import crawl_dir, ensure_dagster_home, lmpipe_home
@@ -43,19 +43,20 @@ def observe_crawl_files(instance: DagsterInstance, storage, keys: list[str]) -> 
         instance.report_runless_asset_event(observation)
 
 
-def layers(defs) -> list[tuple[bool, list[AssetKey]]]:
-    """Materializable assets in topological order, grouped by (partitioned?) runs of keys;
-    assets tagged manual (the crawl download) are left to a person."""
+def layers(defs) -> list[tuple[PartitionsDefinition | None, list[AssetKey]]]:
+    """Materializable assets in topological order, grouped by runs of keys that share a
+    partitioning (None: unpartitioned); assets tagged manual (the crawl download) are left to a
+    person."""
     graph = defs.resolve_asset_graph()
     ordered = [key for key in graph.toposorted_asset_keys if graph.get(key).is_materializable
                and MANUAL_TAG not in graph.get(key).tags]
-    grouped: list[tuple[bool, list[AssetKey]]] = []
+    grouped: list[tuple[PartitionsDefinition | None, list[AssetKey]]] = []
     for key in ordered:
-        partitioned = graph.get(key).partitions_def is not None
-        if grouped and grouped[-1][0] == partitioned:
+        partitions = graph.get(key).partitions_def
+        if grouped and grouped[-1][0] == partitions:
             grouped[-1][1].append(key)
         else:
-            grouped.append((partitioned, [key]))
+            grouped.append((partitions, [key]))
     return grouped
 
 
@@ -112,8 +113,10 @@ def run_everything(defs, instance: DagsterInstance, log=print,
     """Materialize every asset (and its checks), layer by layer; `partitions` narrows the files.
 
     A crawl file that fails a per-file layer (a damaged download extracts to 0 documents) is
-    dropped from the later per-file layers and the global layers go on without it. The demo
-    stops only when no file is left or a global layer fails.
+    dropped from the later per-file layers and the global layers go on without it; a failed run
+    of the scaling sweep is listed and the fits go on without it. The demo stops only when no
+    file is left or a global asset fails; a global asset that was built but failed a check is
+    listed (the check says by how much), and the rest goes on.
     """
     outcome = DemoOutcome()
     alive = register_crawl_partitions(instance)
@@ -121,9 +124,14 @@ def run_everything(defs, instance: DagsterInstance, log=print,
     if partitions is not None:
         alive = [key for key in alive if key in partitions]
     everything = [*defs.assets, *(defs.asset_checks or [])]
-    for partitioned, keys in layers(defs):
+    for partitions_def, keys in layers(defs):
         names = ", ".join(key.to_user_string() for key in keys)
-        for partition in list(alive) if partitioned else [None]:
+        per_file = partitions_def == crawl_partitions
+        if partitions_def is None:
+            partition_keys = [None]
+        else:
+            partition_keys = list(alive) if per_file else partitions_def.get_partition_keys()
+        for partition in partition_keys:
             label = f"{names} [{partition}]" if partition else names
             log(f"materializing {label} ...")
             started = time.perf_counter()
@@ -136,11 +144,13 @@ def run_everything(defs, instance: DagsterInstance, log=print,
                 continue
             outcome.failures.append(LayerFailure(names, partition, failure_reason(result)))
             log(f"  FAILED: {outcome.failures[-1].reason}")
-            if partition is None:
+            built = {event.asset_key for event in result.get_asset_materialization_events()}
+            if partition is None and not set(keys) <= built:
                 outcome.stopped = f"the global stage {names} failed: {outcome.failures[-1].reason}"
                 return outcome
-            alive.remove(partition)
-        if partitioned and not alive:
+            if per_file:
+                alive.remove(partition)
+        if per_file and not alive:
             outcome.stopped = f"no crawl file got through {names}, so nothing downstream can be built"
             return outcome
     return outcome

@@ -1,14 +1,29 @@
-"""Partitions: one dynamic partition per crawl file, keyed by its path inside the crawl directory."""
+"""Partitions: one dynamic partition per crawl file, keyed by its path inside the crawl
+directory; the scaling sweep's size x budget grid."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
-from dagster import DynamicPartitionsDefinition
+from dagster import (
+    DynamicPartitionsDefinition,
+    MultiPartitionsDefinition,
+    StaticPartitionsDefinition,
+)
 
+from lmlib.train.scaling_runs import budget_key, load_sweep
 from lmlib.web.extraction import is_crawl_file
 
 crawl_partitions = DynamicPartitionsDefinition(name="crawl_files")
+
+# The scaling sweep (LMPIPE_SCALING_SWEEP: a name in lmlib.train.scaling_runs.SWEEPS or a JSON
+# file; default the CPU demo's): partitions are fixed when the code location loads.
+SCALING_SWEEP = load_sweep(os.environ.get("LMPIPE_SCALING_SWEEP", "cpu-demo"))
+scaling_partitions = MultiPartitionsDefinition({
+    "budget": StaticPartitionsDefinition([budget_key(b) for b in SCALING_SWEEP.budgets]),
+    "size": StaticPartitionsDefinition(list(SCALING_SWEEP.sizes)),
+})
 
 
 def discover_crawl_files(directory: Path) -> list[str]:

@@ -81,7 +81,10 @@ def _candidates(name: str, current: Path, artifacts: Path) -> list[Path]:
     partition as `current`), or partition `name` of some asset (a global stage's inputs)."""
     partition = current.relative_to(artifacts).parts[1:]
     places = [artifacts / name, artifacts.joinpath(name, *partition)]
-    places += [asset / name.replace("/", "__") for asset in artifacts.iterdir() if asset.is_dir()]
+    assets = [asset for asset in artifacts.iterdir() if asset.is_dir()]
+    # a crawl partition ("a/b.warc.gz" kept as one level), or a multi-partition's levels
+    places += [asset / name.replace("/", "__") for asset in assets]
+    places += [asset / name for asset in assets if "=" in name]
     return [place for place in places if (place / MANIFEST_NAME).is_file()]
 
 

@@ -36,6 +36,13 @@ from lmlib.scaling.isoflop import (
     group_by_budget,
     snap_to_budgets,
 )
+from lmlib.scaling.laws import (
+    SCALING_LAWS_FILE,
+    ScalingLawsConfig,
+    ScalingLawsResult,
+    fit_scaling_laws,
+    predicted_loss,
+)
 from lmlib.scaling.parametric import (
     COARSE_GRID,
     REPLICATION_GRID,
@@ -61,7 +68,8 @@ from lmlib.scaling.runs import (
 )
 
 __all__ = [
-    "COARSE_GRID", "REPLICATION_GRID", "ComputeOptimal", "InitialGrid", "IsoFlopBudget",
+    "COARSE_GRID", "REPLICATION_GRID", "SCALING_LAWS_FILE", "ScalingLawsConfig",
+    "ScalingLawsResult", "fit_scaling_laws", "predicted_loss", "ComputeOptimal", "InitialGrid", "IsoFlopBudget",
     "IsoFlopFit", "ModelShape", "Parabola", "ParametricFit", "PowerLaw", "Run",
     "compute_optimal_allocation", "default_d_ff", "exclude_highest_losses", "fit_isoflop",
     "fit_parametric", "flops_per_token", "group_by_budget", "load_chinchilla_extraction",

@@ -215,6 +215,16 @@ class ParametricFit:
         params, tokens = np.asarray(params, dtype=float), np.asarray(tokens, dtype=float)
         return self.E + self.A / params**self.alpha + self.B / tokens**self.beta
 
+    def predict_loss(self, params: float, tokens: float) -> tuple[float, tuple[float, float] | None]:
+        """The loss at N parameters and D tokens, with the bootstrap refits' percentile interval
+        (None without a bootstrap): what a held-out run is tested against."""
+        interval = None
+        if len(self.bootstrap_parameters) >= 2:
+            E, A, B, alpha, beta = self.bootstrap_parameters.T
+            samples = E + A / params**alpha + B / tokens**beta
+            interval = percentile_interval(samples, self.confidence)
+        return float(self.loss(params, tokens)), interval
+
     def residuals(self) -> np.ndarray:
         """log L - log L_hat for each run in the fit, the quantity the Huber loss saw."""
         params = np.array([run.params for run in self.runs])
