@@ -91,16 +91,16 @@ class ScalingSweepConfig:
         return {**self.__dict__, "sizes": list(self.sizes), "budgets": list(self.budgets)}
 
 
-# Named sweeps: the CPU demo's, and one for an H200 (7 sizes of 0.1M-3.2M non-embedding
-# parameters x 4 budgets over two orders of magnitude, points with D/N outside [2, 300] skipped:
-# 17 runs and about 420M tokens; the held-out target is 4x the largest budget).
+# Named sweeps: the CPU demo's, and one for an H200 (8 sizes of 0.1M-6.4M non-embedding
+# parameters x 4 budgets over two orders of magnitude, points with D/N outside [1.5, 200]
+# skipped: 16 runs, about 270M tokens; the held-out target is 4x the largest budget).
 SWEEPS = {
     "cpu-demo": ScalingSweepConfig,
     "h200": lambda: ScalingSweepConfig(
-        sizes=("64x2", "96x2", "128x2", "128x3", "192x3", "256x3", "256x4"),
-        budgets=(3e12, 1.4e13, 6.5e13, 3e14), target_budget=1.2e15, preset="small",
+        sizes=("64x2", "96x2", "128x2", "128x3", "192x3", "256x3", "256x4", "320x5"),
+        budgets=(2e12, 9e12, 4e13, 2e14), target_budget=8e14, preset="small",
         head_dim=32, context_length=256, batch_size=128, max_lr=3e-3, eval_batches=40,
-        device="cuda", min_tokens_per_param=2, max_tokens_per_param=300),
+        device="cuda", min_tokens_per_param=1.5, max_tokens_per_param=200),
 }
 
 
