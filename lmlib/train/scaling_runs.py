@@ -316,23 +316,26 @@ def check_scaling_prediction(sweep: ScalingSweepConfig, laws_dir: Path, data_dir
 
 # --- the sweep without Dagster: one process per GPU ---------------------------------------
 
-def _worker(sweep_name: str, data_dir: str, out_dir: str, points: list[str]) -> None:
+def _worker(sweep_name: str, data_dir: str, out_dir: str, runs_dir: str,
+            points: list[str]) -> None:
     sweep = load_sweep(sweep_name)
     for point in points:
         size, budget = point.split("@")
-        directory = Path(out_dir) / f"budget={budget}" / f"size={size}"
-        if (directory / "result" / SCALING_RUN_FILE).exists():
+        place = Path(f"budget={budget}") / f"size={size}"
+        if (Path(out_dir) / place / SCALING_RUN_FILE).exists():
             continue
         result = train_scaling_run(sweep, size, float(budget), Path(data_dir),
-                                   directory / "runs", directory / "result")
+                                   Path(runs_dir) / place, Path(out_dir) / place)
         print(json.dumps({"point": point, "status": result.status,
                           "val_loss": result.final_val_loss, "seconds": round(result.seconds, 1)}),
               flush=True)
 
 
-def run_sweep(sweep_name: str, data_dir: Path, out_dir: Path, devices: list[str]) -> list[Run]:
+def run_sweep(sweep_name: str, data_dir: Path, out_dir: Path, devices: list[str],
+              runs_dir: Path | None = None) -> list[Run]:
     """Every point of the sweep, spread over `devices` (CUDA indices; one process each, the
-    largest runs first), skipping points already finished; returns the Runs."""
+    largest runs first), skipping points already finished; returns the Runs. Each point's
+    record goes to out_dir/budget=B/size=S, its checkpoints under runs_dir (default out_dir)."""
     sweep = load_sweep(sweep_name)
     points = sorted(((size, budget) for size in sweep.sizes for budget in sweep.budgets),
                     key=lambda point: -point[1])
@@ -340,25 +343,28 @@ def run_sweep(sweep_name: str, data_dir: Path, out_dir: Path, devices: list[str]
     shares = [keys[index::len(devices)] for index in range(len(devices))]
     processes = [subprocess.Popen(
         [sys.executable, "-m", "lmlib.train.scaling_runs", "--worker", sweep_name,
-         str(data_dir), str(out_dir), *share],
+         str(data_dir), str(out_dir), str(runs_dir or out_dir), *share],
         env={**os.environ, "CUDA_VISIBLE_DEVICES": device}) for device, share in
         zip(devices, shares, strict=True) if share]
     failed = [process.args for process in processes if process.wait() != 0]
     if failed:
         raise RuntimeError(f"{len(failed)} sweep worker(s) failed; their output says why")
     return [read_scaling_run(path.parent) for path in sorted(Path(out_dir).glob(
-        f"budget=*/size=*/result/{SCALING_RUN_FILE}"))]
+        f"budget=*/size=*/{SCALING_RUN_FILE}"))]
 
 
 def main(argv: list[str] | None = None) -> None:
     argv = sys.argv[1:] if argv is None else argv
     if argv and argv[0] == "--worker":
-        _worker(argv[1], argv[2], argv[3], argv[4:])
+        _worker(argv[1], argv[2], argv[3], argv[4], argv[5:])
         return
     parser = argparse.ArgumentParser(description="Run a scaling sweep, one process per GPU.")
     parser.add_argument("--sweep", default="h200", help=f"{', '.join(SWEEPS)} or a JSON file")
     parser.add_argument("--data-dir", required=True, help="token shards (index.json)")
-    parser.add_argument("--out", required=True, help="where the runs and their records go")
+    parser.add_argument("--out", required=True, help="where the runs' records, the fits and "
+                                                     "the check go")
+    parser.add_argument("--runs-dir", default=None,
+                        help="checkpoints and weights (default: --out)")
     parser.add_argument("--devices", default=None,
                         help="CUDA device indices, comma-separated (default: all visible)")
     parser.add_argument("--check", action="store_true",
@@ -369,7 +375,9 @@ def main(argv: list[str] | None = None) -> None:
         import torch
 
         args.devices = ",".join(str(i) for i in range(max(torch.cuda.device_count(), 1)))
-    runs = run_sweep(args.sweep, Path(args.data_dir), Path(args.out), args.devices.split(","))
+    runs_dir = Path(args.runs_dir or args.out)
+    runs = run_sweep(args.sweep, Path(args.data_dir), Path(args.out), args.devices.split(","),
+                     runs_dir)
     print(json.dumps([run.to_dict() for run in runs], indent=2), flush=True)
     if args.check:
         from lmlib.scaling import ScalingLawsConfig, fit_scaling_laws
@@ -379,7 +387,7 @@ def main(argv: list[str] | None = None) -> None:
             target_budget=sweep.target_budget, plots=False))
         print(json.dumps(laws.to_dict(), indent=2, default=str), flush=True)
         check = check_scaling_prediction(sweep, out / "laws", Path(args.data_dir),
-                                         out / "check_runs", out / "check")
+                                         runs_dir / "check", out / "check")
         print(json.dumps(check.to_dict(), indent=2, default=str), flush=True)
 
 
