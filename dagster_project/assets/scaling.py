@@ -1,6 +1,9 @@
 """scaling group: a sweep of training runs (size x budget), both scaling-law fits, and the
-held-out test of their prediction. The sweep is LMPIPE_SCALING_SWEEP (partitions.py)."""
+held-out test of their prediction. The sweep is LMPIPE_SCALING_SWEEP (partitions.py). With the
+gpu pool's limit at the GPU count (LMPIPE_GPU_POOL_LIMIT), that many runs train at once, each on
+a GPU no other run holds."""
 
+import contextlib
 import dataclasses
 import json
 
@@ -27,6 +30,7 @@ from dagster_project.stage import (
 )
 from lmlib.artifacts import MANIFEST_NAME
 from lmlib.scaling import ScalingLawsConfig, fit_scaling_laws
+from lmlib.train.devices import claimed_device
 from lmlib.train.scaling_runs import (
     SCALING_CHECK_FILE,
     check_scaling_prediction,
@@ -35,6 +39,20 @@ from lmlib.train.scaling_runs import (
 )
 
 ScalingLawsSettings = config_class(ScalingLawsConfig, "ScalingLawsSettings")
+
+
+@contextlib.contextmanager
+def _free_gpu(storage: Storage):
+    """A free GPU ("cuda:i") when this machine has several, so runs of the sweep that the gpu
+    pool lets run together train on different devices; None (the sweep's device) otherwise."""
+    import torch
+
+    count = torch.cuda.device_count()
+    if count < 2:
+        yield None
+        return
+    with claimed_device(storage.home_path / "locks" / "gpu", count) as index:
+        yield f"cuda:{index}"
 
 
 def _progress(context):
@@ -54,9 +72,10 @@ def scaling_runs(context: AssetExecutionContext, storage: Storage) -> Materializ
     shards = storage.artifact_dir(token_shards)
     inputs = {"token_shards": upstream(shards)}
     runs_root = storage.home_path / "runs" / "scaling_runs" / partition_path(context.partition_key)
-    result = publish(context, storage, lambda out: train_scaling_run(
-        SCALING_SWEEP, point["size"], float(point["budget"]), shards, runs_root, out, inputs,
-        progress=_progress(context)), config=SCALING_SWEEP, inputs=inputs)
+    with _free_gpu(storage) as device:
+        result = publish(context, storage, lambda out: train_scaling_run(
+            SCALING_SWEEP, point["size"], float(point["budget"]), shards, runs_root, out, inputs,
+            progress=_progress(context), device=device), config=SCALING_SWEEP, inputs=inputs)
     return MaterializeResult(**materialization(context, storage, result_metadata(result)))
 
 

@@ -21,6 +21,7 @@ Notable:
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import math
 import os
@@ -194,15 +195,19 @@ class ScalingRunResult(StageResult):
 
 def train_scaling_run(sweep: ScalingSweepConfig, size: str, budget: float, data_dir: Path,
                       runs_root: Path, output_dir: Path, inputs: dict | None = None,
-                      progress=None, window: bool = True) -> ScalingRunResult:
+                      progress=None, window: bool = True,
+                      device: str | None = None) -> ScalingRunResult:
     """Train (or resume) one run of the sweep under runs_root (keyed by its config and
     `inputs`, like every training run) and write its record to output_dir. `window=False`
-    trains it whatever its D / N (the held-out check)."""
+    trains it whatever its D / N (the held-out check); `device` (e.g. "cuda:1") overrides the
+    sweep's without changing the run directory, so a run resumes on whichever GPU is free."""
     from lmlib.train.trainer import train  # torch: only when a run trains
 
     vocab_size = read_index(data_dir)["vocab_size"]
     config = plan_run(sweep, size, budget, vocab_size)
     run_dir = run_directory(runs_root, config, inputs or {})
+    if device is not None:
+        config = dataclasses.replace(config, device=device)
     shape = model_shape(config.model.d_model, config.model.num_layers, vocab_size,
                         sweep.context_length, sweep.head_dim)
     tokens = config.max_steps * config.tokens_per_step

@@ -76,3 +76,11 @@ def test_a_point_outside_the_tokens_per_parameter_window_is_skipped_not_trained(
     assert result.status == "skipped" and result.final_val_loss is None
     assert "outside the sweep's window [10, inf]" in result.reason
     assert not (tmp_path / "runs").exists()
+
+
+def test_a_device_override_resumes_the_same_run(shard_dir, tmp_path):
+    train_scaling_run(SWEEP, "32x1", 1e9, shard_dir, tmp_path / "runs", tmp_path / "a")
+    again = train_scaling_run(SWEEP, "32x1", 1e9, shard_dir, tmp_path / "runs", tmp_path / "b",
+                              device="cpu")
+    assert len(list((tmp_path / "runs").iterdir())) == 1  # one run directory, resumed
+    assert again.final_val_loss == read_scaling_run(tmp_path / "a").loss
