@@ -64,6 +64,18 @@ def code_version() -> str:
         return f"lmlib-{lmlib.__version__}"
 
 
+def without_timings(record: Any) -> Any:
+    """`record` with every key that ends in "seconds" dropped, at any depth: what a JSON record
+    of an artifact leaves to its manifest's counts and the run's metadata, so that the same
+    inputs, config and seed give byte-identical files."""
+    if isinstance(record, Mapping):
+        return {key: without_timings(value) for key, value in record.items()
+                if not str(key).endswith("seconds")}
+    if isinstance(record, list | tuple):
+        return [without_timings(value) for value in record]
+    return record
+
+
 def _jsonable(value: Any) -> Any:
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
         return _jsonable(dataclasses.asdict(value))

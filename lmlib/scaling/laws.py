@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
+from lmlib.artifacts import without_timings
 from lmlib.scaling.isoflop import fit_isoflop, group_by_budget
 from lmlib.scaling.parametric import COARSE_GRID, REPLICATION_GRID, fit_parametric
 from lmlib.scaling.plots import (
@@ -166,7 +167,8 @@ def fit_scaling_laws(runs: Sequence[Run], output_dir: Path,
         "approach3_skipped": skipped["approach3"],
         "runs": [run.to_dict() for run in runs],
     }
-    (output_dir / SCALING_LAWS_FILE).write_text(json.dumps(record, indent=2, default=str) + "\n")
+    (output_dir / SCALING_LAWS_FILE).write_text(
+        json.dumps(without_timings(record), indent=2, default=str) + "\n")
     return result
 
 

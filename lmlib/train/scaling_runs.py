@@ -31,6 +31,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from lmlib.artifacts import without_timings
 from lmlib.formats import LOSS_CURVE_PLOT_FILE, TRAIN_LOG_FILE
 from lmlib.scaling import Run, model_shape, training_flops, transformer_training_flops
 from lmlib.stage import StageResult, check_positive, config_from_dict
@@ -242,7 +243,8 @@ def train_scaling_run(sweep: ScalingSweepConfig, size: str, budget: float, data_
         result.loss_curve = output_dir / LOSS_CURVE_PLOT_FILE
     record = {"sweep": sweep.to_dict(), "train_config": config.to_dict(),
               **{key: value for key, value in result.to_dict().items() if key != "loss_curve"}}
-    (output_dir / SCALING_RUN_FILE).write_text(json.dumps(record, indent=2, default=str) + "\n")
+    (output_dir / SCALING_RUN_FILE).write_text(
+        json.dumps(without_timings(record), indent=2, default=str) + "\n")
     return result
 
 
@@ -315,7 +317,8 @@ def check_scaling_prediction(sweep: ScalingSweepConfig, laws_dir: Path, data_dir
         else (achieved - predicted) / predicted,
         within_interval=within, reason=reason, seconds=run.seconds, loss_curve=run.loss_curve)
     record = {key: value for key, value in result.to_dict().items() if key != "loss_curve"}
-    (Path(output_dir) / SCALING_CHECK_FILE).write_text(json.dumps(record, indent=2) + "\n")
+    (Path(output_dir) / SCALING_CHECK_FILE).write_text(
+        json.dumps(without_timings(record), indent=2) + "\n")
     return result
 
 

@@ -8,6 +8,7 @@ from dagster import AssetCheckKey, AssetKey, DagsterInstance
 from dagster_project.definitions import defs
 from dagster_project.demo import run_everything
 from dagster_project.home import EMBEDDED_CRAWL
+from dagster_project.partitions import SCALING_SWEEP
 from lmlib.artifacts import read_manifest
 from lmlib.formats import DOCUMENTS_FILE
 from tests.conftest import materialize_pipeline
@@ -117,7 +118,9 @@ def test_a_second_run_of_the_whole_graph_gives_byte_identical_artifacts(pipeline
     again = tmp_path / "again"
     materialize_pipeline(again)
     manifests = sorted((home / "artifacts").rglob("manifest.json"))
-    assert len(manifests) == 18  # 4 per-file assets x 3 files + 6 global assets
+    sweep = len(SCALING_SWEEP.sizes) * len(SCALING_SWEEP.budgets)
+    # 4 per-file assets x 3 files + 6 global assets + the sweep + scaling_laws and scaling_check
+    assert len(manifests) == 18 + sweep + 2
     for manifest in manifests:
         first = json.loads(manifest.read_text())["files"]
         second = read_manifest(again / manifest.parent.relative_to(home))["files"]

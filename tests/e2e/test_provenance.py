@@ -27,6 +27,7 @@ from dagster_project.assets import dedup, filters, pretrain, tokens, web
 from dagster_project.definitions import defs
 from dagster_project.demo import run_everything
 from dagster_project.home import EMBEDDED_CRAWL
+from dagster_project.partitions import crawl_partitions
 from dagster_project.provenance import document_source, main, walk
 from dagster_project.versions import with_code_versions
 from lmlib.artifacts import sha256_file
@@ -119,9 +120,15 @@ def _stale(instance, definitions=defs, partitions=PARTITIONS) -> set[tuple[str, 
                                                            last_event_id=None),
                           instance=instance, asset_graph=graph)
     resolver = CachingStaleStatusResolver(instance, graph, view)
+
+    def keys(partitions_def):
+        if partitions_def is None:
+            return [None]
+        return partitions if partitions_def == crawl_partitions else \
+            partitions_def.get_partition_keys()
     return {(key.to_user_string(), partition)
             for key in graph.materializable_asset_keys
-            for partition in (partitions if graph.get(key).partitions_def else [None])
+            for partition in keys(graph.get(key).partitions_def)
             if resolver.get_status(key, partition) == StaleStatus.STALE}
 
 
