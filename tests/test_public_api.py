@@ -7,7 +7,7 @@ import sys
 import pytest
 
 PACKAGES = ["lmlib.web", "lmlib.dedup", "lmlib.tokenizer", "lmlib.model", "lmlib.kernels",
-            "lmlib.optim", "lmlib.train", "lmlib.distributed", "lmlib.scaling"]
+            "lmlib.optim", "lmlib.train", "lmlib.distributed", "lmlib.scaling", "lmlib.hf"]
 
 # The filtering interface as the filtering work defined it: each name imports from lmlib.web.
 WEB_FILTER_INTERFACE = [

@@ -7,7 +7,10 @@ Notable:
 - `attention_backend` picks the kernel: "torch" (ours, materializes the scores), "flash_torch"
   or "flash_triton" (FlashAttention from `lmlib.kernels`, imported lazily so this module needs
   torch alone), or "auto" (flash_triton on CUDA when the kernels import, else torch). Decoding
-  with a KV cache always uses ours, since its queries and keys differ in length.
+  with a KV cache always uses ours, since its queries and keys differ in length;
+- grouped-query attention (`num_kv_heads` < `num_heads`): k/v are projected to fewer heads and
+  cached that way (the memory saving), then each is repeated to its group of query heads just
+  before the kernel, so every backend sees plain multi-head attention.
 """
 
 import math
@@ -15,7 +18,7 @@ import math
 import torch
 from torch import nn
 
-from lmlib.model.layers import Linear, RMSNorm, RotaryPositionalEmbedding, linear
+from lmlib.model.layers import Linear, RMSNorm, RopeScaling, RotaryPositionalEmbedding, linear
 
 ATTENTION_BACKENDS = ("auto", "torch", "flash_torch", "flash_triton")
 
@@ -104,7 +107,8 @@ class KVCache:
 
 
 class MultiHeadSelfAttention(nn.Module):
-    """Causal self-attention; RoPE on q and k when `theta` is given; optional QK-norm.
+    """Causal self-attention; RoPE on q and k when `theta` is given; optional QK-norm,
+    grouped-query attention (`num_kv_heads`) and q/k/v biases (`qkv_bias`).
 
     q_proj, k_proj and v_proj stay separate parameters (and state-dict keys); `fuse_qkv`
     only changes how they are applied.
@@ -123,26 +127,35 @@ class MultiHeadSelfAttention(nn.Module):
         attention_backend: str = "auto",
         device=None,
         dtype=None,
+        num_kv_heads: int | None = None,
+        qkv_bias: bool = False,
+        rope_scaling: RopeScaling | None = None,
     ):
         super().__init__()
         if d_model % num_heads:
             raise ValueError(f"d_model={d_model} is not divisible by num_heads={num_heads}")
+        num_kv_heads = num_kv_heads or num_heads
+        if num_heads % num_kv_heads:
+            raise ValueError(f"num_heads={num_heads} is not divisible by num_kv_heads={num_kv_heads}")
         if attention_backend not in ATTENTION_BACKENDS:
             raise ValueError(
                 f"attention_backend must be one of {ATTENTION_BACKENDS}, got {attention_backend!r}"
             )
         self.num_heads = num_heads
+        self.num_kv_heads = num_kv_heads
         self.head_dim = d_model // num_heads
         self.attention_backend = attention_backend
-        self.q_proj = Linear(d_model, d_model, device=device, dtype=dtype)
-        self.k_proj = Linear(d_model, d_model, device=device, dtype=dtype)
-        self.v_proj = Linear(d_model, d_model, device=device, dtype=dtype)
+        kv_dim = num_kv_heads * self.head_dim
+        self.q_proj = Linear(d_model, d_model, device=device, dtype=dtype, bias=qkv_bias)
+        self.k_proj = Linear(d_model, kv_dim, device=device, dtype=dtype, bias=qkv_bias)
+        self.v_proj = Linear(d_model, kv_dim, device=device, dtype=dtype, bias=qkv_bias)
         self.output_proj = Linear(d_model, d_model, device=device, dtype=dtype)
         self.rope = None
         if theta is not None:
             if max_seq_len is None:
                 raise ValueError("RoPE needs max_seq_len")
-            self.rope = RotaryPositionalEmbedding(theta, self.head_dim, max_seq_len, device=device)
+            self.rope = RotaryPositionalEmbedding(theta, self.head_dim, max_seq_len, device=device,
+                                                  scaling=rope_scaling)
         if qk_norm:
             self.q_norm = RMSNorm(self.head_dim, device=device, dtype=dtype)
             self.k_norm = RMSNorm(self.head_dim, device=device, dtype=dtype)
@@ -158,9 +171,9 @@ class MultiHeadSelfAttention(nn.Module):
         """x: (..., seq, d_model) -> (..., seq, d_model)."""
         seq_len = x.shape[-2]
         offset = kv_cache.length if kv_cache is not None else 0
-        # (..., seq, d_model) -> (..., heads, seq, head_dim)
+        # (..., seq, d_model) -> (..., heads, seq, head_dim); k, v with num_kv_heads heads
         q, k, v = (
-            projected.unflatten(-1, (self.num_heads, self.head_dim)).transpose(-3, -2)
+            projected.unflatten(-1, (-1, self.head_dim)).transpose(-3, -2)
             for projected in self._project_qkv(x, kv_cache is None)
         )
         if self.qk_norm:
@@ -173,6 +186,10 @@ class MultiHeadSelfAttention(nn.Module):
             q, k = self.rope(q, token_positions), self.rope(k, token_positions)
         if kv_cache is not None:
             k, v = kv_cache.update(layer_index, k, v)
+        if self.num_kv_heads != self.num_heads:
+            # kv head j serves query heads j * group .. (j + 1) * group - 1
+            group = self.num_heads // self.num_kv_heads
+            k, v = k.repeat_interleave(group, dim=-3), v.repeat_interleave(group, dim=-3)
         out = self._attend(q, k, v, offset)
         return self.output_proj(out.transpose(-3, -2).flatten(-2))
 
@@ -181,10 +198,15 @@ class MultiHeadSelfAttention(nn.Module):
         whole sequence is processed (one larger GEMM, forward and backward); three matmuls
         when decoding, where concatenating the weights every token would cost more."""
         if whole_sequence and self.fuse_qkv:
-            weight = torch.cat((self.q_proj.weight, self.k_proj.weight, self.v_proj.weight))
+            projections = (self.q_proj, self.k_proj, self.v_proj)
+            weight = torch.cat([projection.weight for projection in projections])
             if self.batch_invariant_gradients:  # per-sequence gradient of the stacked weight
-                return linear(x, weight, True).chunk(3, dim=-1)
-            return (x @ weight.t()).chunk(3, dim=-1)
+                stacked = linear(x, weight, True)
+            else:
+                stacked = x @ weight.t()
+            if self.q_proj.bias is not None:
+                stacked = stacked + torch.cat([projection.bias for projection in projections])
+            return stacked.split([projection.out_features for projection in projections], dim=-1)
         return self.q_proj(x), self.k_proj(x), self.v_proj(x)
 
     def _attend(self, q, k, v, offset: int) -> torch.Tensor:

@@ -1,17 +1,21 @@
 """The Transformer's building blocks, written on plain tensors.
 
 Notable:
-- no biases anywhere; weights use truncated-normal init clipped at three standard deviations;
+- no biases by default (Linear takes an optional zero-initialised bias, for the q/k/v
+  projections of Qwen2-style models); weights use truncated-normal init clipped at three
+  standard deviations;
 - RMSNorm computes in float32 and casts back, so bf16 activations stay stable;
 - RoPE rotates *adjacent* pairs (x0, x1), (x2, x3), ... (the CS336 convention, not the
-  half-split one of GPT-NeoX), and its cos/sin tables are non-persistent buffers, so they never
-  enter a checkpoint;
+  half-split one of GPT-NeoX and Hugging Face Llama: lmlib.hf permutes q/k rows to convert),
+  its cos/sin tables are non-persistent buffers, so they never enter a checkpoint, and its
+  frequencies can be rescaled for long contexts (`RopeScaling`: linear or Llama-3);
 - Linear, Embedding and RMSNorm own the parameters; with `batch_invariant_gradients` set (by
   `ModelConfig.batch_invariant_gradients`) their parameter gradients are trees of per-sequence
   sums (lmlib.model.batch_invariant says why and what it costs); the forward is the same.
 """
 
 import math
+from dataclasses import dataclass
 
 import torch
 from torch import nn
@@ -60,30 +64,40 @@ def default_d_ff(d_model: int, multiple_of: int = 64) -> int:
 
 
 class Linear(nn.Module):
-    """y = x W^T with W of shape (out_features, in_features); no bias."""
+    """y = x W^T (+ b) with W of shape (out_features, in_features); no bias unless asked.
+
+    Without a bias no `bias` entry enters the state dict, so bias-free checkpoints keep their keys.
+    """
 
     batch_invariant_gradients = False  # see lmlib.model.batch_invariant
 
-    def __init__(self, in_features: int, out_features: int, device=None, dtype=None):
+    def __init__(self, in_features: int, out_features: int, device=None, dtype=None,
+                 bias: bool = False):
         super().__init__()
         self.in_features = in_features
         self.out_features = out_features
         self.weight = nn.Parameter(torch.empty(out_features, in_features, device=device, dtype=dtype))
         std = math.sqrt(2.0 / (in_features + out_features))
         nn.init.trunc_normal_(self.weight, mean=0.0, std=std, a=-3 * std, b=3 * std)
+        self.bias = None
+        if bias:
+            self.bias = nn.Parameter(torch.zeros(out_features, device=device, dtype=dtype))
 
     def forward(self, x: torch.Tensor, weight_per_sequence: torch.Tensor | None = None
                 ) -> torch.Tensor:
         """weight_per_sequence: this layer's weight already broadcast over sequences
         (batch-invariant mode, a weight tied to another layer: one broadcast for both uses)."""
         if weight_per_sequence is not None:
-            return sequence_linear(x, weight_per_sequence)
-        if self.batch_invariant_gradients:
-            return linear(x, self.weight, True)
-        return x @ self.weight.t()
+            out = sequence_linear(x, weight_per_sequence)
+        elif self.batch_invariant_gradients:
+            out = linear(x, self.weight, True)
+        else:
+            out = x @ self.weight.t()
+        return out if self.bias is None else out + self.bias
 
     def extra_repr(self) -> str:
-        return f"in_features={self.in_features}, out_features={self.out_features}"
+        return (f"in_features={self.in_features}, out_features={self.out_features}, "
+                f"bias={self.bias is not None}")
 
 
 class Embedding(nn.Module):
@@ -167,6 +181,50 @@ class SiLUFeedForward(nn.Module):
         return self.w2(silu(self.w1(x)))
 
 
+ROPE_SCALING_TYPES = ("linear", "llama3")
+
+
+@dataclass(frozen=True)
+class RopeScaling:
+    """Rescaled RoPE frequencies for contexts longer than the model was first trained on.
+
+    "linear" divides every frequency by `factor` (position interpolation); "llama3" divides
+    only the low frequencies (wavelength above original_context_length / low_freq_factor),
+    keeps the high ones (below original_context_length / high_freq_factor) and blends in
+    between, as Llama 3.1 does.
+    """
+
+    kind: str
+    factor: float = 1.0
+    low_freq_factor: float = 1.0
+    high_freq_factor: float = 4.0
+    original_context_length: int = 8192
+
+    def __post_init__(self):
+        if self.kind not in ROPE_SCALING_TYPES:
+            raise ValueError(f"RoPE scaling type {self.kind!r} is not supported; "
+                             f"supported: {ROPE_SCALING_TYPES}")
+        if self.factor <= 0:
+            raise ValueError(f"RoPE scaling factor must be positive, got {self.factor}")
+        if self.kind == "llama3" and self.high_freq_factor <= self.low_freq_factor:
+            raise ValueError("llama3 RoPE scaling needs high_freq_factor > low_freq_factor, got "
+                             f"{self.high_freq_factor} <= {self.low_freq_factor}")
+
+    def apply(self, inverse_frequency: torch.Tensor) -> torch.Tensor:
+        if self.kind == "linear":
+            return inverse_frequency / self.factor
+        low_freq_wavelength = self.original_context_length / self.low_freq_factor
+        high_freq_wavelength = self.original_context_length / self.high_freq_factor
+        wavelength = 2 * math.pi / inverse_frequency
+        smooth = ((self.original_context_length / wavelength - self.low_freq_factor)
+                  / (self.high_freq_factor - self.low_freq_factor))
+        blended = (1 - smooth) * inverse_frequency / self.factor + smooth * inverse_frequency
+        scaled = torch.where(wavelength > low_freq_wavelength,
+                             inverse_frequency / self.factor, inverse_frequency)
+        medium = (wavelength >= high_freq_wavelength) & (wavelength <= low_freq_wavelength)
+        return torch.where(medium, blended, scaled)
+
+
 class RotaryPositionalEmbedding(nn.Module):
     """Rotates each adjacent pair (x_2i, x_2i+1) by angle position * theta^(-2i/d_k).
 
@@ -176,13 +234,16 @@ class RotaryPositionalEmbedding(nn.Module):
     swapped lanes with `flip` against sign-folded full-width tables.)
     """
 
-    def __init__(self, theta: float, d_k: int, max_seq_len: int, device=None):
+    def __init__(self, theta: float, d_k: int, max_seq_len: int, device=None,
+                 scaling: RopeScaling | None = None):
         super().__init__()
         if d_k % 2:
             raise ValueError(f"RoPE needs an even head dimension, got d_k={d_k}")
         self.d_k = d_k
         self.max_seq_len = max_seq_len
         inverse_frequency = theta ** (-torch.arange(0, d_k, 2, dtype=torch.float64, device=device) / d_k)
+        if scaling is not None:
+            inverse_frequency = scaling.apply(inverse_frequency)
         positions = torch.arange(max_seq_len, dtype=torch.float64, device=device)
         angles = torch.outer(positions, inverse_frequency)  # (max_seq_len, d_k / 2)
         self.register_buffer("cos", angles.cos().float(), persistent=False)

@@ -2,12 +2,15 @@
 
 Notable: pre-norm RMSNorm, RoPE (no absolute position embeddings), SwiGLU, no biases, untied
 input and output embeddings. Each of these can be switched off for ablations (`ModelConfig`);
-all switches are off by default. `batch_invariant_gradients` (off by default, for verification)
+all switches are off by default. Grouped-query attention (`num_kv_heads`), q/k/v biases
+(`qkv_bias`) and RoPE scaling (`rope_scaling`) exist to hold Llama and Qwen2 checkpoints
+(lmlib.hf); off by default as well. `batch_invariant_gradients` (off by default, for verification)
 makes parameter gradients trees of per-sequence sums, so two data-parallel ranks train bitwise
 like one process on the whole batch (lmlib.model.batch_invariant). State-dict keys follow the
 CS336 layout:
 `token_embeddings.weight`, `layers.{i}.attn.{q,k,v,output}_proj.weight`, `layers.{i}.ln1.weight`,
-`layers.{i}.ffn.{w1,w2,w3}.weight`, `layers.{i}.ln2.weight`, `ln_final.weight`, `lm_head.weight`.
+`layers.{i}.ffn.{w1,w2,w3}.weight`, `layers.{i}.ln2.weight`, `ln_final.weight`, `lm_head.weight`
+(plus `layers.{i}.attn.{q,k,v}_proj.bias` with `qkv_bias`).
 """
 
 import dataclasses
@@ -23,6 +26,7 @@ from lmlib.model.layers import (
     Linear,
     NoNorm,
     RMSNorm,
+    RopeScaling,
     SiLUFeedForward,
     SwiGLU,
     batch_invariant_applies,
@@ -52,6 +56,17 @@ class ModelConfig:
     silu_ffn: bool = False
     tie_embeddings: bool = False
     qk_norm: bool = False
+    # architectures of other model families (lmlib.hf): grouped-query attention (None: one kv
+    # head per query head), biases on the q/k/v projections (Qwen2), and RoPE frequencies
+    # rescaled for long contexts: rope_scaling None, "linear" (divide by the factor) or
+    # "llama3" (Llama 3.1's low/high frequency blend; layers.RopeScaling)
+    num_kv_heads: int | None = None
+    qkv_bias: bool = False
+    rope_scaling: str | None = None
+    rope_scaling_factor: float = 1.0
+    rope_low_freq_factor: float = 1.0
+    rope_high_freq_factor: float = 4.0
+    rope_original_context_length: int = 8192
     # parameter gradients as fixed trees of per-sequence sums: two data-parallel ranks then
     # match one process on the whole batch bitwise; costs batch x weight memory per layer in
     # backward, for verification only (lmlib.model.batch_invariant)
@@ -70,6 +85,25 @@ class ModelConfig:
         for name in ("context_length", "d_model", "num_layers", "num_heads"):
             if getattr(self, name) <= 0:
                 raise ValueError(f"ModelConfig.{name} must be positive, got {getattr(self, name)}")
+        if self.num_kv_heads is not None and (
+                self.num_kv_heads <= 0 or self.num_heads % self.num_kv_heads):
+            raise ValueError(f"num_kv_heads={self.num_kv_heads} must be positive and divide "
+                             f"num_heads={self.num_heads}")
+        if self.qkv_bias and self.batch_invariant_gradients:
+            raise ValueError("qkv_bias has no batch-invariant gradient path; switch off "
+                             "batch_invariant_gradients or qkv_bias")
+        _ = self.rope_scaling_spec  # RopeScaling validates the type and factors
+
+    @property
+    def resolved_num_kv_heads(self) -> int:
+        return self.num_kv_heads or self.num_heads
+
+    @property
+    def rope_scaling_spec(self) -> RopeScaling | None:
+        if self.rope_scaling is None:
+            return None
+        return RopeScaling(self.rope_scaling, self.rope_scaling_factor, self.rope_low_freq_factor,
+                           self.rope_high_freq_factor, self.rope_original_context_length)
 
     @property
     def resolved_d_ff(self) -> int:
@@ -111,6 +145,9 @@ class TransformerBlock(nn.Module):
             attention_backend=config.attention_backend,
             device=device,
             dtype=dtype,
+            num_kv_heads=config.num_kv_heads,
+            qkv_bias=config.qkv_bias,
+            rope_scaling=config.rope_scaling_spec,
         )
         d_ff = d_ff or config.resolved_d_ff
         if config.silu_ffn:
@@ -236,7 +273,7 @@ class TransformerLM(nn.Module):
         return KVCache(
             config.num_layers,
             batch_size,
-            config.num_heads,
+            config.resolved_num_kv_heads,
             config.context_length,
             config.d_model // config.num_heads,
             device=device or weight.device,

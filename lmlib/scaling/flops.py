@@ -67,6 +67,19 @@ def _d_ff(config: Any) -> int:
         _field(config, "d_model"), bool(getattr(config, "silu_ffn", False))))
 
 
+def _kv_dim(config: Any) -> int:
+    """Width of the k and v projections: fewer heads under grouped-query attention."""
+    d_model, num_heads = int(config.d_model), int(config.num_heads)
+    kv_heads = int(getattr(config, "num_kv_heads", None) or num_heads)
+    return kv_heads * (d_model // num_heads)
+
+
+def _attention_weights(config: Any) -> int:
+    """q and output projections d_model x d_model, k and v d_model x kv width."""
+    d_model = int(config.d_model)
+    return 2 * d_model * d_model + 2 * d_model * _kv_dim(config)
+
+
 def _check_shape(config: Any, *names: str) -> None:
     for name in names:
         value = _field(config, name)
@@ -84,8 +97,10 @@ def parameter_count(config: Any, include_embeddings: bool = True) -> int:
     head_dim = d_model // int(config.num_heads)
     norms = not getattr(config, "no_rmsnorm", False)
     ffn_matrices = 2 if getattr(config, "silu_ffn", False) else 3
-    per_layer = 4 * d_model * d_model + ffn_matrices * d_model * _d_ff(config)
+    per_layer = _attention_weights(config) + ffn_matrices * d_model * _d_ff(config)
     per_layer += 2 * d_model if norms else 0
+    if getattr(config, "qkv_bias", False):
+        per_layer += d_model + 2 * _kv_dim(config)
     # QK-norm's two RMSNorms over the head dimension exist even with no_rmsnorm
     per_layer += 2 * head_dim if getattr(config, "qk_norm", False) else 0
     non_embedding = layers * per_layer + (d_model if norms else 0)
@@ -103,7 +118,7 @@ def flops_per_token(config: Any) -> float:
     _check_shape(config, "d_model", "num_layers", "num_heads", "vocab_size", "context_length")
     d_model, layers = int(config.d_model), int(config.num_layers)
     ffn_matrices = 2 if getattr(config, "silu_ffn", False) else 3
-    matmul_weights = layers * (4 * d_model * d_model + ffn_matrices * d_model * _d_ff(config))
+    matmul_weights = layers * (_attention_weights(config) + ffn_matrices * d_model * _d_ff(config))
     matmul_weights += d_model * int(config.vocab_size)  # the output projection
     attention = 12 * layers * d_model * int(config.context_length)
     return 6.0 * matmul_weights + attention
