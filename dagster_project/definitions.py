@@ -3,7 +3,16 @@
 from dagster import Definitions, load_asset_checks_from_modules, load_assets_from_modules
 
 from dagster_project import checks
-from dagster_project.assets import acquisition, dedup, filters, pretrain, scaling, tokens, web
+from dagster_project.assets import (
+    acquisition,
+    dedup,
+    export,
+    filters,
+    pretrain,
+    scaling,
+    tokens,
+    web,
+)
 from dagster_project.automation import (
     automation_sensor,
     crawl_file_sensor,
@@ -19,7 +28,7 @@ defs = Definitions(
     # (the crawl_files observable source asset comes with the web module)
     assets=with_code_versions(
         load_assets_from_modules([acquisition, web, filters, dedup, tokens, pretrain,
-                                  scaling])),
+                                  export, scaling])),
     asset_checks=load_asset_checks_from_modules([checks, scaling]),
     jobs=[refresh_corpus],
     schedules=[refresh_corpus_schedule],

@@ -15,11 +15,15 @@ Only safetensors, json and torch are imported: `transformers` is a test dependen
 """
 
 from lmlib.hf.checkpoint import export, load, read_safetensors
+from lmlib.hf.export_stage import HFExportConfig, HFExportResult, export_model
 from lmlib.hf.llama import hf_config_from_model, model_config_from_hf, unsupported_switches
 from lmlib.hf.tokenizer_files import load_tokenizer, save_hf_tokenizer
 
 __all__ = [
+    "HFExportConfig",
+    "HFExportResult",
     "export",
+    "export_model",
     "hf_config_from_model",
     "load",
     "load_tokenizer",
