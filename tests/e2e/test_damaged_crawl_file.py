@@ -42,10 +42,15 @@ def _crawl_dir(directory, files):
 
 
 def _without_training(definitions):
-    """The same graph up to token_shards: the demo's layers, minus the base model."""
+    """The same graph up to token_shards: the demo's layers, minus the training and what
+    follows it."""
+    graph = definitions.resolve_asset_graph()
+    keep = graph.get_ancestor_asset_keys(AssetKey("token_shards"), include_self=True)
     assets = [a for a in definitions.assets
-              if AssetKey("base_model") not in getattr(a, "keys", {getattr(a, "key", None)})]
-    return Definitions(assets=assets, asset_checks=definitions.asset_checks,
+              if set(getattr(a, "keys", {getattr(a, "key", None)})) <= keep]
+    checks = [c for c in definitions.asset_checks
+              if all(key.asset_key in keep for key in c.check_keys)]
+    return Definitions(assets=assets, asset_checks=checks,
                        resources=definitions.resources)
 
 
