@@ -157,3 +157,30 @@ def plot_parametric_residuals(fit: ParametricFit, path: str | Path) -> Path:
     right.set_ylabel("runs")
     return _save(figure, path)
 
+
+
+def plot_prediction_check(runs: Sequence[Run], flops: float, predicted: float,
+                          interval: tuple[float, float] | None, achieved: float | None,
+                          path: str | Path) -> Path:
+    """The held-out test at a glance: the sweep's losses against C, the loss predicted at the
+    target budget with its interval, and the loss the run achieved there."""
+    plt = pyplot()
+    figure, axis = plt.subplots(figsize=(8, 5), dpi=110)
+    included = [run for run in runs if run.included]
+    axis.scatter([run.flops for run in included], [run.loss for run in included], s=10,
+                 color="#999999", alpha=0.7, label="sweep runs (fitted)")
+    frontier = pareto_frontier(included) if included else []
+    axis.step([run.flops for run in frontier], [run.loss for run in frontier], where="post",
+              color="black", linewidth=1.0, label="empirical frontier")
+    error = None if interval is None else [[predicted - interval[0]], [interval[1] - predicted]]
+    axis.errorbar([flops], [predicted], yerr=error, fmt="o", color="#c44e52", capsize=6,
+                  label=f"predicted {predicted:.4f}")
+    if achieved is not None:
+        axis.scatter([flops], [achieved], marker="*", s=160, color="#4c72b0", zorder=3,
+                     label=f"achieved {achieved:.4f} ({(achieved - predicted) / predicted:+.2%})")
+    axis.set_xscale("log")
+    axis.set_xlabel("compute C (FLOPs)")
+    axis.set_ylabel("final validation loss")
+    axis.set_title("held-out prediction against the run")
+    axis.legend(fontsize=8)
+    return _save(figure, path)

@@ -248,6 +248,11 @@ def train_scaling_run(sweep: ScalingSweepConfig, size: str, budget: float, data_
     return result
 
 
+def read_scaling_run_record(values: dict) -> Run:
+    """A Run from its JSON form (scaling_laws.json's runs: a diverged run's loss is null)."""
+    return Run(**{**values, "loss": math.nan if values["loss"] is None else values["loss"]})
+
+
 def read_scaling_run(directory: Path) -> Run:
     """The Run a finished scaling-run artifact recorded."""
     record = json.loads((Path(directory) / SCALING_RUN_FILE).read_text())
@@ -280,6 +285,7 @@ class ScalingCheckResult(StageResult):
     reason: str = ""  # why there is no prediction or no achieved loss
     seconds: float = 0.0
     loss_curve: Path | None = None
+    prediction_plot: Path | None = None
 
 
 def check_scaling_prediction(sweep: ScalingSweepConfig, laws_dir: Path, data_dir: Path,
@@ -316,7 +322,18 @@ def check_scaling_prediction(sweep: ScalingSweepConfig, laws_dir: Path, data_dir
         relative_error=None if achieved is None or predicted is None
         else (achieved - predicted) / predicted,
         within_interval=within, reason=reason, seconds=run.seconds, loss_curve=run.loss_curve)
-    record = {key: value for key, value in result.to_dict().items() if key != "loss_curve"}
+    if predicted is not None:
+        try:
+            from lmlib.scaling.plots import plot_prediction_check
+
+            runs = [read_scaling_run_record(run) for run in record["runs"]]
+            result.prediction_plot = plot_prediction_check(
+                runs, target, predicted, interval, achieved,
+                Path(output_dir) / "prediction_check.png")
+        except ImportError:  # no matplotlib (the GPU machines): the numbers are in the record
+            pass
+    record = {key: value for key, value in result.to_dict().items()
+              if key not in ("loss_curve", "prediction_plot")}
     (Path(output_dir) / SCALING_CHECK_FILE).write_text(
         json.dumps(without_timings(record), indent=2) + "\n")
     return result

@@ -32,6 +32,7 @@ def test_the_sweep_fits_and_its_held_out_check_are_in_the_ui(pipeline_home):
     assert record["target_budget"] == SCALING_SWEEP.target_budget > max(SCALING_SWEEP.budgets)
     assert check["predicted_loss"].value == pytest.approx(record["predicted_loss"], rel=1e-5)
     assert record["predicted_low"] <= record["achieved_loss"] <= record["predicted_high"]
+    assert check["prediction_plot"].value.startswith("![")  # predicted against achieved
 
 
 def test_provenance_from_the_check_reaches_the_crawl_files(pipeline_home):
