@@ -277,9 +277,12 @@ class Tokenizer:
                 break
         if cut < 0:
             # no such space (CJK text, say): all pre-tokens but the last two are final, as the
-            # GPT-2 pattern looks at most two characters past a pre-token
-            pretokens = self._findall(buffer, position, settled)
-            cut = position + sum(map(len, pretokens[:-2]))
+            # GPT-2 pattern looks at most two characters past a pre-token. They are encoded as
+            # found here: pre-tokenizing their text again alone could split it differently
+            # ("\n\n" before "a" is two pre-tokens, at the end of a text one)
+            final = self._findall(buffer, position, settled)[:-2]
+            ids += chain.from_iterable(map(self._pretoken_cache.__getitem__, final))
+            return ids, buffer[position + sum(map(len, final)):]
         if cut > position:
             ids += self._encode_ordinary(buffer[position:cut])
             position = cut

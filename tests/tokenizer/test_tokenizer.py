@@ -3,7 +3,7 @@ import json
 import tracemalloc
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from lmlib.tokenizer import Tokenizer, train_bpe
@@ -88,6 +88,7 @@ def test_round_trip_on_arbitrary_unicode(small_tokenizer, text):
 
 
 @settings(max_examples=100, deadline=None)
+@example(pieces=["\n", "\n", "a", "  ", "a", "a", "endoftext"], cuts=[])  # found by CI
 @given(
     st.lists(st.sampled_from(["a", " ", "  ", "\n", "'", "l", "ll", "<|", "endoftext", "|>",
                               EOT, "é", "中", "1", "!", "\t"]), max_size=60),
