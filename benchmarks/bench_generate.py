@@ -5,8 +5,9 @@ context 1024) and ~0.5B (d_model 1024, 24 layers, 16 heads). Prompts of 128 rand
 new tokens, no stop tokens. Cases: greedy at batch 1, 8, 32, 128, 256 (distinct prompts), and
 the GRPO shape: 16 prompts x 16 samples at temperature 1 (each prompt prefilled once).
 Measured per case: tokens/s (new tokens of all rows over the whole call), time to first token
-(a call with max_new_tokens=1: prefill plus one sample) and ms per decode step
-((total - first token) / 255). CUDA graphs are captured by an untimed warm-up call per case.
+(a call with max_new_tokens=1: prefill plus one sample), ms per decode step
+((total - first token) / 255) and the warm-up: the first call of a case, which compiles and
+captures (ours) or compiles (the peer); it is not in the other figures.
 The baseline `lmlib.model.generate` (one sequence, Python loop) is timed at batch 1 over 32 tokens.
 
 The peer: the same weights exported with lmlib.hf.export, loaded as LlamaForCausalLM, and
@@ -18,6 +19,7 @@ A failing peer is reported, not fatal.
 
     python benchmarks/bench_generate.py [--quick] [--shapes gpt2-small,0.5b] [--no-peer]
         [--batches 1,8,32,128,256] [--new-tokens 256] [--prompt-tokens 128]
+        [--engines compiled,graphs]
 """
 
 import argparse
@@ -67,12 +69,12 @@ def run_ours(engine: Engine, prompts, n: int, new_tokens: int, temperature: floa
         return [Request(p, n=n, max_new_tokens=max_new, temperature=temperature, seed=i)
                 for i, p in enumerate(prompts)]
 
-    engine.generate(requests(new_tokens))  # warm-up: captures this bucket's graph
+    _, warmup = timed(lambda: engine.generate(requests(new_tokens)))  # compiles, captures
     _, first = timed(lambda: engine.generate(requests(1)))
     completions, total = timed(lambda: engine.generate(requests(new_tokens)))
     new = sum(len(c.tokens) for c in completions)
     return dict(tokens_per_s=new / total, ttft_ms=1e3 * first, total_s=total,
-                step_ms=1e3 * (total - first) / max(1, new_tokens - 1),
+                step_ms=1e3 * (total - first) / max(1, new_tokens - 1), warmup_s=warmup,
                 tokens=[c.tokens for c in completions])
 
 
@@ -102,12 +104,13 @@ def run_peer(peer, prompts, new_tokens: int) -> dict:
                              cache_implementation="static", pad_token_id=0)
 
     with torch.no_grad():
-        call(new_tokens)  # warm-up: compilation
+        _, warmup = timed(lambda: call(new_tokens))  # warm-up: compilation
         _, first = timed(lambda: call(1))
         output, total = timed(lambda: call(new_tokens))
     new = output[:, input_ids.shape[1]:]
     return dict(tokens_per_s=new.numel() / total, ttft_ms=1e3 * first, total_s=total,
-                step_ms=1e3 * (total - first) / max(1, new_tokens - 1), tokens=new.tolist())
+                step_ms=1e3 * (total - first) / max(1, new_tokens - 1), warmup_s=warmup,
+                tokens=new.tolist())
 
 
 def agreement(ours: list[list[int]], theirs: list[list[int]]) -> str:
@@ -124,10 +127,12 @@ def agreement(ours: list[list[int]], theirs: list[list[int]]) -> str:
 
 def row(shape, case, who, result) -> str:
     if "error" in result:
-        return f"| {shape} | {case} | {who} | failed: {result['error']} | | | | |"
+        return f"| {shape} | {case} | {who} | failed: {result['error']} | | | | | |"
     ttft = f"{result['ttft_ms']:.1f}" if "ttft_ms" in result else ""
+    warmup = f"{result['warmup_s']:.1f}" if "warmup_s" in result else ""
     return (f"| {shape} | {case} | {who} | {result['tokens_per_s']:,.0f} | {ttft} | "
-            f"{result['step_ms']:.2f} | {result['total_s']:.2f} | {result.get('agreement', '')} |")
+            f"{result['step_ms']:.2f} | {result['total_s']:.2f} | {warmup} | "
+            f"{result.get('agreement', '')} |")
 
 
 def main() -> None:
@@ -139,6 +144,9 @@ def main() -> None:
     parser.add_argument("--peer-batches", default="1,32",
                         help="batches at which transformers runs (it compiles per shape)")
     parser.add_argument("--no-peer", action="store_true")
+    parser.add_argument("--engines", default="compiled",
+                        help="ours as: compiled (torch.compile, then CUDA graphs), graphs (CUDA "
+                             "graphs of eager kernels); comma-separated")
     parser.add_argument("--prompt-tokens", type=int, default=128)
     parser.add_argument("--new-tokens", type=int, default=256)
     args = parser.parse_args()
@@ -155,11 +163,13 @@ def main() -> None:
              f"bf16, random weights, prompts of {args.prompt_tokens} tokens, "
              f"{args.new_tokens} new tokens, greedy unless T=1\n",
              "| shape | case | engine | tokens/s | first token ms | ms/step | total s | "
-             "greedy agreement |",
-             "|---|---|---|---:|---:|---:|---:|---|"]
+             "warm-up s | greedy agreement |",
+             "|---|---|---|---:|---:|---:|---:|---:|---|"]
     for shape in shapes:
         model = build_model(shape)
-        engine = Engine(model, max_batch_size=max_rows, max_seq_len=max_seq_len)
+        engines = {name: Engine(model, max_batch_size=max_rows, max_seq_len=max_seq_len,
+                                compile=name == "compiled")
+                   for name in args.engines.split(",")}
         baseline = run_baseline(model, random_prompts(1, args.prompt_tokens)[0])
         lines.append(row(shape, "batch 1", "lmlib.model.generate (32 tokens)", baseline))
         print(lines[-1], flush=True)
@@ -171,9 +181,10 @@ def main() -> None:
                 peer_error = f"{type(error).__name__}: {error}"[:200]
         for case, prompt_count, n, temperature in cases:
             prompts = random_prompts(prompt_count, args.prompt_tokens, seed=prompt_count)
-            ours = run_ours(engine, prompts, n, args.new_tokens, temperature)
-            lines.append(row(shape, case, "lmlib.infer", ours))
-            print(lines[-1], flush=True)
+            for name, engine in engines.items():
+                ours = run_ours(engine, prompts, n, args.new_tokens, temperature)
+                lines.append(row(shape, case, f"lmlib.infer ({name})", ours))
+                print(lines[-1], flush=True)
             if args.no_peer or n != 1 or prompt_count not in peer_batches:
                 continue
             if peer_error:
@@ -187,7 +198,7 @@ def main() -> None:
                     theirs = {"error": f"{type(error).__name__}: {error}"[:200]}
             lines.append(row(shape, case, "transformers static cache", theirs))
             print(lines[-1], flush=True)
-        del engine, peer, model
+        del engines, engine, peer, model
         torch.cuda.empty_cache()
     print("\n".join(lines))
 

@@ -1,8 +1,8 @@
 """The model's forward pass for inference, over a static KV cache shared by all rows.
 
 Notable:
-- the cache is preallocated once: (layers, 2, max_batch_size, kv_heads, max_seq_len, head_dim),
-  keys at [:, 0] and values at [:, 1]; grouped-query models cache their kv heads only;
+- the cache is preallocated once: per layer, keys and values of (max_batch_size, kv_heads,
+  max_seq_len, head_dim); grouped-query models cache their kv heads only;
 - prefill runs the model's own blocks (their attention kernels: FlashAttention on CUDA) on the
   distinct prompts, right-padded to one length (causal attention keeps the padding from
   reaching real tokens), then copies each prompt's keys/values to the rows of its samples and
@@ -37,27 +37,41 @@ def check_supported(model: TransformerLM) -> None:
 
 
 class StaticKVCache:
-    """Keys and values of every layer and row, allocated once; rows hold their own lengths."""
+    """Keys and values of every layer and row, allocated once; rows hold their own lengths.
+
+    One (max_batch_size, kv_heads, max_seq_len, head_dim) tensor per layer for keys and one for
+    values, not one tensor for all: a compiled step that writes into a slice of a single large
+    graph input is functionalized into a copy of the whole input every step (33 ms a step for a
+    256-row cache on an H200), while a write indexed into a whole input is done in place."""
 
     def __init__(self, model: TransformerLM, max_batch_size: int, max_seq_len: int,
                  device: torch.device, dtype: torch.dtype):
         attn = model.layers[0].attn
-        shape = (len(model.layers), 2, max_batch_size, attn.num_kv_heads, max_seq_len,
-                 attn.head_dim)
-        self.tensor = torch.zeros(shape, device=device, dtype=dtype)
+        shape = (max_batch_size, attn.num_kv_heads, max_seq_len, attn.head_dim)
+        self.keys = [torch.zeros(shape, device=device, dtype=dtype) for _ in model.layers]
+        self.values = [torch.zeros(shape, device=device, dtype=dtype) for _ in model.layers]
         self.max_batch_size = max_batch_size
         self.max_seq_len = max_seq_len
+        self.dtype = dtype
 
     def layer(self, index: int, rows: int) -> tuple[torch.Tensor, torch.Tensor]:
         """Views (rows, kv_heads, max_seq_len, head_dim) of the keys and values of a layer."""
-        return self.tensor[index, 0, :rows], self.tensor[index, 1, :rows]
+        return self.keys[index][:rows], self.values[index][:rows]
+
+    def write(self, index: int, positions: torch.Tensor, keys: torch.Tensor,
+              values: torch.Tensor) -> None:
+        """Row r's key and value (rows, kv_heads, head_dim) of layer `index` at positions[r]."""
+        row_ids = torch.arange(positions.shape[0], device=positions.device)
+        self.keys[index][row_ids, :, positions] = keys
+        self.values[index][row_ids, :, positions] = values
 
     def fill_rows(self, prefilled: KVCache, source_rows: torch.Tensor) -> None:
         """Row r gets prefilled row source_rows[r], for the prefilled length."""
         length = prefilled.keys.shape[-2]
         rows = source_rows.shape[0]
-        self.tensor[:, 0, :rows, :, :length] = prefilled.keys[:, source_rows]
-        self.tensor[:, 1, :rows, :, :length] = prefilled.values[:, source_rows]
+        for index in range(len(self.keys)):
+            self.keys[index][:rows, :, :length] = prefilled.keys[index, source_rows]
+            self.values[index][:rows, :, :length] = prefilled.values[index, source_rows]
 
 
 def decode_attention(q: torch.Tensor, keys: torch.Tensor, values: torch.Tensor,
@@ -111,10 +125,8 @@ class DecodeStep:
         if attn.rope is not None:
             row_positions = positions.view(rows, 1, 1)
             q, k = attn.rope(q, row_positions), attn.rope(k, row_positions)
+        self.cache.write(index, positions, k.squeeze(2), v)
         keys, values = self.cache.layer(index, rows)
-        row_ids = torch.arange(rows, device=x.device)
-        keys[row_ids, :, positions] = k.squeeze(2)  # (rows, kv_heads, head_dim) at each position
-        values[row_ids, :, positions] = v
         out = decode_attention(q.squeeze(2), keys, values, positions)
         return attn.output_proj(out.reshape(rows, -1))
 

@@ -6,7 +6,9 @@ Notable:
 - every step advances all rows of the wave by one token at their own positions (prompts differ
   in length); a finished row keeps stepping (its tokens are dropped) until the whole wave is
   done, checked every `done_check_every` steps so the GPU is not waited on each step;
-- on CUDA a whole step (decode, sampling in float32, bookkeeping) is replayed as one CUDA graph
+- on CUDA a whole step (decode, sampling in float32, bookkeeping) is compiled by torch.compile
+  (Inductor fuses the norms, RoPE, masking, softmax and sampling into a few kernels: a step of
+  eager kernels spends its time in hundreds of tiny launches) and then replayed as one CUDA graph
   per batch bucket (lmlib.infer.loop, lmlib.infer.cuda_graphs); on the CPU the same step runs
   eagerly;
 - `dtype` other than the model's makes a cast copy of the model; `sync_weights()` refreshes it
@@ -14,6 +16,7 @@ Notable:
 """
 
 import copy
+from collections.abc import Callable
 
 import torch
 
@@ -28,9 +31,11 @@ class Engine:
     """engine.generate(requests) -> completions, ordered by (request_index, sample_index)."""
 
     done_check_every = 8  # steps between looks at whether every row has finished
+    compile_backend = "inductor"  # tests trace the CPU step with "aot_eager"
 
     def __init__(self, model: TransformerLM, max_batch_size: int, max_seq_len: int | None = None,
-                 dtype: torch.dtype | None = None, cuda_graphs: bool = True):
+                 dtype: torch.dtype | None = None, cuda_graphs: bool = True,
+                 compile: bool = True):
         check_supported(model)
         max_seq_len = max_seq_len or model.config.context_length
         if max_seq_len > model.config.context_length:
@@ -47,8 +52,9 @@ class Engine:
                                    self.dtype)
         self.decode = DecodeStep(self.model, self.cache)
         self.graphed = cuda_graphs and self.device.type == "cuda" and torch.cuda.is_available()
-        # (rows, filtering) -> the loop's buffers and its captured step (None when eager)
-        self.loops: dict[tuple[int, bool], tuple[DecodeLoop, CapturedStep | None]] = {}
+        self.compiled = compile and self.graphed
+        # (rows, filtering) -> the loop's buffers and its step (captured, compiled or eager)
+        self.loops: dict[tuple[int, bool], tuple[DecodeLoop, Callable[[], None]]] = {}
         self.prefill_calls = 0  # forward passes over prompts, for tests and metrics
 
     @staticmethod
@@ -95,7 +101,7 @@ class Engine:
             grouped[completion.request_index].append(completion)
         return grouped
 
-    def _loop(self, rows: int, filtering: bool) -> tuple[DecodeLoop, CapturedStep | None]:
+    def _loop(self, rows: int, filtering: bool) -> tuple[DecodeLoop, Callable[[], None]]:
         """The loop for `rows` rows (a bucket on CUDA), captured on first use. Call it before
         the cache is filled: capturing runs steps that write into the cache."""
         if self.graphed:
@@ -104,15 +110,15 @@ class Engine:
         if key not in self.loops:
             loop = DecodeLoop(self.decode, rows, self.max_seq_len, self.model.config.vocab_size,
                               self.device, filtering)
-            self.loops[key] = (loop, CapturedStep(loop.advance, self.device)
-                               if self.graphed else None)
+            step = compiled_step(loop, self.compile_backend) if self.compiled else loop.advance
+            self.loops[key] = (loop, CapturedStep(step, self.device) if self.graphed else step)
         return self.loops[key]
 
     def _run_wave(self, requests: list[Request], rows: list[tuple[int, int]]
                   ) -> list[Completion]:
         wave = [requests[request_index] for request_index, _ in rows]
         filtering = any((r.top_k > 0 or r.top_p < 1.0) and r.temperature > 0 for r in wave)
-        loop, captured = self._loop(len(rows), filtering)
+        loop, step_once = self._loop(len(rows), filtering)
         prompt_requests = sorted({request_index for request_index, _ in rows})
         slot = {request_index: index for index, request_index in enumerate(prompt_requests)}
         prefilled, last_logits = prefill(self.model, [requests[i].prompt for i in prompt_requests],
@@ -130,8 +136,17 @@ class Engine:
         for step in range(1, steps):
             if step % self.done_check_every == 0 and bool(loop.done.all()):
                 break
-            captured() if captured is not None else loop.advance()
+            step_once()
         return _completions(rows, loop)
+
+
+def compiled_step(loop: DecodeLoop, backend: str = "inductor"):
+    """loop.advance through torch.compile, one static-shape graph per loop (bucket). Every
+    bucket is its own compilation of the same code, hence the raised recompile limit."""
+    config = torch._dynamo.config
+    limit = "recompile_limit" if hasattr(config, "recompile_limit") else "cache_size_limit"
+    setattr(config, limit, max(getattr(config, limit), 64))
+    return torch.compile(loop.advance, backend=backend, fullgraph=True, dynamic=False)
 
 
 def _completions(rows: list[tuple[int, int]], loop: DecodeLoop) -> list[Completion]:

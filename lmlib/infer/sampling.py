@@ -7,7 +7,10 @@ Notable:
 - one uniform per step is enough: the token is found by inverting the cumulative distribution
   (of the filtered, renormalised probabilities), all rows at once;
 - the returned log-probability is that of the sampled token under log_softmax(logits / T) of
-  the *unfiltered* distribution (T = 1 for greedy rows): what RL objectives compare against.
+  the *unfiltered* distribution (T = 1 for greedy rows): what RL objectives compare against;
+- the cumulative sums over the vocabulary are an opaque op (`lmlib::cumsum`): Inductor's
+  split-scan kernel, which it picks for one long row, cannot yet fuse the reductions around it
+  (torch 2.11: "NYI TritonSplitDimKernel reductions"), so the engine's compiled step keeps ATen's.
 """
 
 import torch
@@ -28,6 +31,17 @@ def row_uniforms(seed: int, sample_index: int, steps: int) -> torch.Tensor:
     return torch.rand(steps, generator=row_generator(seed, sample_index), dtype=torch.float64)
 
 
+@torch.library.custom_op("lmlib::cumsum", mutates_args=())
+def cumsum(x: torch.Tensor) -> torch.Tensor:
+    """Cumulative sum over the last dimension, opaque to torch.compile."""
+    return x.cumsum(dim=-1)
+
+
+@cumsum.register_fake
+def _(x: torch.Tensor) -> torch.Tensor:
+    return torch.empty_like(x)
+
+
 def log_softmax(x: torch.Tensor) -> torch.Tensor:
     """log softmax over the last dimension, stable: x - max - log(sum(exp(x - max)))."""
     shifted = x - x.amax(dim=-1, keepdim=True)
@@ -37,7 +51,7 @@ def log_softmax(x: torch.Tensor) -> torch.Tensor:
 def _invert_cdf(weights: torch.Tensor, uniforms: torch.Tensor) -> torch.Tensor:
     """Index i per row with cdf[i-1] <= u * total < cdf[i]: a draw from weights (unnormalised,
     non-negative); never an index of zero weight."""
-    cdf = weights.cumsum(dim=-1)
+    cdf = cumsum(weights)
     target = (uniforms.to(cdf.dtype) * cdf[:, -1]).unsqueeze(-1)
     index = torch.searchsorted(cdf, target, right=True)
     return index.clamp_(max=weights.shape[-1] - 1).squeeze(-1)
@@ -58,7 +72,7 @@ def sample_tokens(logits: torch.Tensor, uniforms: torch.Tensor, temperature: tor
         rank = torch.arange(logits.shape[-1], device=logits.device)
         keep = (top_k.unsqueeze(-1) <= 0) | (rank < top_k.unsqueeze(-1))
         # nucleus: the smallest prefix whose mass reaches top_p (the top token always stays)
-        mass_before = probabilities.cumsum(dim=-1) - probabilities
+        mass_before = cumsum(probabilities) - probabilities
         keep &= mass_before < top_p.unsqueeze(-1)
         keep[:, 0] = True
         sampled = order.gather(-1, _invert_cdf(probabilities * keep, uniforms).unsqueeze(-1))

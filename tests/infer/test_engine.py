@@ -167,7 +167,7 @@ def test_single_prompt_engine_agrees_with_lmlib_model_generate():
 def test_bfloat16_engine_of_a_float32_model_runs_and_syncs_weights():
     model = tiny()
     engine = Engine(model, max_batch_size=4, max_seq_len=32, dtype=torch.bfloat16)
-    assert engine.model is not model and engine.cache.tensor.dtype == torch.bfloat16
+    assert engine.model is not model and engine.cache.dtype == torch.bfloat16
     (completion,) = engine.generate([Request(prompts()[0], max_new_tokens=6, temperature=0.0)])
     assert len(completion.tokens) == 6
     with torch.no_grad():
@@ -189,3 +189,19 @@ def test_clear_errors_for_requests_that_do_not_fit():
         engine.generate([Request([VOCAB], max_new_tokens=2)])
     with pytest.raises(ValueError, match="context_length"):
         Engine(model, max_batch_size=4, max_seq_len=100)
+
+
+def test_the_whole_step_traces_as_one_graph_and_the_compiled_step_decodes_the_same():
+    """fullgraph=True: a graph break in decode, sampling or bookkeeping fails here on the CPU,
+    not first on a GPU under Inductor."""
+    model = tiny(num_kv_heads=2, qkv_bias=True, qk_norm=True)
+    requests = [Request(p, n=2, max_new_tokens=9, seed=4, temperature=0.8, top_k=20)
+                for p in prompts()] + [Request(prompts()[0], max_new_tokens=9)]
+    eager = Engine(model, max_batch_size=8, max_seq_len=32).generate(requests)
+    engine = Engine(model, max_batch_size=8, max_seq_len=32)
+    engine.compiled, engine.compile_backend = True, "aot_eager"
+    traced = engine.generate(requests)
+    assert [c.tokens for c in traced] == [c.tokens for c in eager]
+    for a, b in zip(traced, eager, strict=True):
+        torch.testing.assert_close(torch.tensor(a.logprobs), torch.tensor(b.logprobs),
+                                   atol=1e-5, rtol=0)
