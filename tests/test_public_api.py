@@ -7,7 +7,8 @@ import sys
 import pytest
 
 PACKAGES = ["lmlib.web", "lmlib.dedup", "lmlib.tokenizer", "lmlib.model", "lmlib.kernels",
-            "lmlib.optim", "lmlib.train", "lmlib.distributed", "lmlib.scaling", "lmlib.hf"]
+            "lmlib.optim", "lmlib.train", "lmlib.distributed", "lmlib.scaling", "lmlib.hf",
+            "lmlib.infer", "lmlib.eval", "lmlib.tasks"]
 
 # The filtering interface as the filtering work defined it: each name imports from lmlib.web.
 WEB_FILTER_INTERFACE = [
