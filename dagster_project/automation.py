@@ -264,3 +264,27 @@ def enough_new_files_sensor(context: SensorEvaluationContext):
     generation = clustered[0].storage_id if clustered else 0
     return RunRequest(run_key=f"after-clusters-{generation}",
                       tags={"lmpipe/new_crawl_files": str(len(new))})
+
+
+# --- re-evaluate the checkpoints nightly -----------------------------------------------------
+
+EVALUATION_CRON = os.environ.get("LMPIPE_EVAL_CRON", "0 4 * * *")
+
+evaluate_checkpoints = define_asset_job(
+    "evaluate_checkpoints",
+    selection=AssetSelection.groups("evaluation"),
+    description="Run the evaluation battery on every checkpoint and rebuild the report card.",
+)
+
+
+@schedule(
+    job=evaluate_checkpoints,
+    cron_schedule=EVALUATION_CRON,
+    default_status=DefaultScheduleStatus.RUNNING,
+    description="Re-evaluate every checkpoint and rebuild the report card (LMPIPE_EVAL_CRON, "
+                "default 04:00, after the corpus refresh); skips while there is no base model.",
+)
+def nightly_evaluation_schedule(context: ScheduleEvaluationContext):
+    if not context.instance.fetch_materializations(AssetKey("base_model"), limit=1).records:
+        return SkipReason("no base_model has been trained yet")
+    return RunRequest(run_key=None)

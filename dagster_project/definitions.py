@@ -6,6 +6,7 @@ from dagster_project import checks
 from dagster_project.assets import (
     acquisition,
     dedup,
+    evaluation,
     export,
     filters,
     pretrain,
@@ -17,6 +18,8 @@ from dagster_project.automation import (
     automation_sensor,
     crawl_file_sensor,
     enough_new_files_sensor,
+    evaluate_checkpoints,
+    nightly_evaluation_schedule,
     refresh_corpus,
     refresh_corpus_schedule,
 )
@@ -28,10 +31,10 @@ defs = Definitions(
     # (the crawl_files observable source asset comes with the web module)
     assets=with_code_versions(
         load_assets_from_modules([acquisition, web, filters, dedup, tokens, pretrain,
-                                  export, scaling])),
-    asset_checks=load_asset_checks_from_modules([checks, scaling]),
-    jobs=[refresh_corpus],
-    schedules=[refresh_corpus_schedule],
+                                  export, scaling, evaluation])),
+    asset_checks=load_asset_checks_from_modules([checks, scaling, evaluation]),
+    jobs=[refresh_corpus, evaluate_checkpoints],
+    schedules=[refresh_corpus_schedule, nightly_evaluation_schedule],
     sensors=[crawl_file_sensor, automation_sensor, enough_new_files_sensor],
     resources={"storage": Storage(), "dedup": DedupSettings()},
 )

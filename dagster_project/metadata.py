@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import base64
 import dataclasses
+import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -66,9 +67,24 @@ def _is_rows(value: Any) -> bool:
     return isinstance(value, list | tuple) and all(isinstance(row, Mapping) for row in value)
 
 
+def inline_images(markdown: str, directory: Path) -> str:
+    """A markdown file's relative PNG links as data URIs, so the UI shows the images."""
+
+    def encode(match: re.Match) -> str:
+        path = Path(directory) / match.group(2)
+        if not path.is_file():
+            return match.group(0)
+        return f"![{match.group(1)}](data:image/png;base64,{base64.b64encode(path.read_bytes()).decode()})"
+
+    return re.sub(r"!\[([^\]]*)\]\(([^)\s]+\.png)\)", encode, markdown)
+
+
 def _render(value: Any, field_metadata: Mapping[str, Any], title: str) -> MetadataValue | None:
     if value is None:
         return None
+    if isinstance(value, list | tuple) and value and all(
+            dataclasses.is_dataclass(row) for row in value):
+        value = [dataclasses.asdict(row) for row in value]  # typed rows: a table like dicts
     if isinstance(value, bool):
         return MetadataValue.bool(value)
     if isinstance(value, int | float):

@@ -95,6 +95,21 @@ def test_definitions_list_jobs_schedules_and_sensors():
     assert repository.has_job("refresh_corpus")
     base_model = repository.asset_graph.get(AssetKey("base_model"))
     assert base_model.automation_condition is None
+    evaluation = repository.get_schedule_def("nightly_evaluation_schedule")
+    assert evaluation.job_name == "evaluate_checkpoints"
+    assert evaluation.default_status == DefaultScheduleStatus.RUNNING
+    assert set(repository.get_job("evaluate_checkpoints").asset_layer.executable_asset_keys) == {
+        AssetKey("base_model_eval"), AssetKey("eval_report")}
+
+
+def test_nightly_evaluation_waits_for_a_base_model(instance):
+    from dagster_project.automation import nightly_evaluation_schedule
+
+    skipped = nightly_evaluation_schedule(build_schedule_context(instance=instance))
+    assert "no base_model" in skipped.skip_message
+    instance.report_runless_asset_event(AssetMaterialization("base_model"))
+    request = nightly_evaluation_schedule(build_schedule_context(instance=instance))
+    assert request.run_key is None
 
 
 def tick(instance, crawl_dir, cursor=None):

@@ -36,7 +36,7 @@ def test_every_asset_of_the_definitions_has_a_derived_code_version():
     graph = defs.resolve_asset_graph()
     versions = {key.to_user_string(): graph.get(key).code_version
                 for key in graph.get_all_asset_keys() if graph.get(key).is_materializable}
-    assert len(versions) == 15  # every asset but the crawl_files source
+    assert len(versions) == 17  # every asset but the crawl_files source
     assert all(version and len(version) == 16 for version in versions.values()), versions
     assert len(set(versions.values())) == len(versions)  # no two stages share one
 
