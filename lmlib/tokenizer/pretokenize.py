@@ -1,6 +1,9 @@
-"""Pre-tokenization shared by training and encoding: the GPT-2 regex and special-token splitting.
+"""Pre-tokenization shared by training and encoding: split patterns and special-token splitting.
 
 Notable:
+- Training splits text with GPT-2's pattern; an encoding `Tokenizer` may carry another (Llama 3's,
+  Qwen2's, any regex a Hugging Face `Split` names). A pattern outside `SPACE_CUT_PATTERNS` keeps
+  the text between its matches as pre-tokens too, as Hugging Face's isolated `Split` does.
 - Special tokens split the text first and match longest first, so overlapping special tokens
   (``<|endoftext|>`` and ``<|endoftext|><|endoftext|>``) resolve to the longer one.
 - Training reads a file as byte ranges whose boundaries fall on special tokens, or, when a
@@ -16,7 +19,8 @@ from __future__ import annotations
 
 import os
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from functools import partial
 from pathlib import Path
 
 import regex
@@ -25,6 +29,18 @@ from lmlib.parallel import ordered_map
 
 GPT2_PATTERN = r"""'(?:[sdmt]|ll|ve|re)| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+"""
 PRETOKEN_REGEX = regex.compile(GPT2_PATTERN)
+# Llama 3's (tiktoken's cl100k in Hugging Face's spelling) and Qwen2's, as their tokenizer.json
+# files write them: a letter run may take one leading character other than a digit or a line
+# break, and digits go three at a time (Llama 3) or one (Qwen2)
+LLAMA3_PATTERN = (r"""(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}"""
+                  r"""| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+""")
+QWEN2_PATTERN = (r"""(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}"""
+                 r"""| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+""")
+# Patterns the encoder may cut text with, checked for each (tests/tokenizer): every character is
+# matched; no pre-token holds a non-space character followed by a space, and a space followed by
+# a non-space character starts one, so text cuts before such a space; and a pre-token depends on
+# at most the two after it, so all but the last two pre-tokens of a text are final.
+SPACE_CUT_PATTERNS = frozenset({GPT2_PATTERN, LLAMA3_PATTERN, QWEN2_PATTERN})
 
 DEFAULT_CHUNK_BYTES = 8 << 20
 # how far to look past a desired boundary for a special token or a safe newline
@@ -38,6 +54,34 @@ def special_token_regex(special_tokens: list[str] | tuple[str, ...]) -> regex.Pa
         return None
     ordered = sorted(set(special_tokens), key=lambda token: (-len(token), token))
     return regex.compile("|".join(regex.escape(token) for token in ordered))
+
+
+def split_keeping_gaps(pattern: regex.Pattern, text: str) -> list[str]:
+    """Each match of pattern in text and each stretch of text between two matches, in order:
+    the pieces of Hugging Face's `Split(pattern, behavior="isolated")`."""
+    pieces, position = [], 0
+    for match in pattern.finditer(text):
+        if match.start() > position:
+            pieces.append(text[position:match.start()])
+        if match.end() > match.start():
+            pieces.append(match.group())
+        position = match.end()
+    if position < len(text):
+        pieces.append(text[position:])
+    return pieces
+
+
+def pretoken_splitter(pattern: str) -> Callable[[str], list[str]]:
+    """The function cutting a text into its pre-tokens under pattern: the regex's own findall for
+    the patterns that match every character, else `split_keeping_gaps`, which loses no text."""
+    try:
+        compiled = regex.compile(pattern)
+    except regex.error as error:
+        raise ValueError(f"pre-tokenization pattern {pattern!r} is not a regular expression the "
+                         f"`regex` module compiles: {error}") from None
+    if pattern in SPACE_CUT_PATTERNS:
+        return compiled.findall
+    return partial(split_keeping_gaps, compiled)
 
 
 def split_on_special_tokens(text: str, special_regex: regex.Pattern | None) -> list[str]:

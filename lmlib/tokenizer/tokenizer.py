@@ -1,6 +1,12 @@
 """Byte-level BPE encoder/decoder compatible with GPT-2 files (same ids as tiktoken `gpt2`).
 
 Notable:
+- The split pattern and a Unicode normalization belong to the tokenizer: GPT-2's pattern and
+  none by default, Llama 3's or Qwen2's pattern (and NFC for Qwen2) for imported models. As in
+  Hugging Face, special tokens are found in the raw text and the text between them is
+  normalized, then split. The fast paths below rely on properties of the pattern that hold for
+  those in `SPACE_CUT_PATTERNS`; any other pattern splits with the regex alone, and a stream is
+  then cut only at special tokens.
 - The hot loop is C-level: `str.split(" ")` cuts the text into words, a dict with `__missing__`
   maps each word (with its leading space) to its ids, and `chain.from_iterable` flattens. In the
   GPT-2 pattern a space followed by a non-space character always starts a pre-token, and a
@@ -10,16 +16,20 @@ Notable:
   The regex runs only on cache misses and on those groups: natural text repeats its words, so
   nearly every lookup hits and the text is scanned at `str.split` speed.
 - BPE on a miss applies the lowest-ranked merge present, all its occurrences left to right, until
-  none applies: GPT-2's algorithm, which gives tiktoken's ids for the GPT-2 files.
+  none applies: GPT-2's algorithm, which gives tiktoken's ids for the GPT-2 files. With
+  `ignore_merges` (Llama 3's files) a pre-token that is itself a token is that one token, as
+  tiktoken does, whatever the merges would make of it.
 - Special tokens match longest first; they are encoded as one id and never merged.
 - `encode_iterable` holds back only the text whose pre-tokens could still change when more
   text arrives (the last two pre-tokens and a possible partial special token), so it yields
-  exactly `encode("".join(chunks))` in constant memory.
+  exactly `encode("".join(chunks))` in constant memory. Under NFC it cuts only where more text
+  cannot change the normalized text before the cut (see `_final_pretokens`).
 """
 
 from __future__ import annotations
 
 import json
+import unicodedata
 from collections.abc import Iterable, Iterator
 from itertools import chain
 from pathlib import Path
@@ -28,12 +38,19 @@ import regex
 
 from lmlib.formats import MERGES_FILE, TOKENIZER_CONFIG_FILE, VOCAB_FILE
 from lmlib.tokenizer.gpt2_files import load_merges, load_vocab, save_vocab_and_merges
-from lmlib.tokenizer.pretokenize import GPT2_PATTERN, PRETOKEN_REGEX, special_token_regex
+from lmlib.tokenizer.pretokenize import (
+    GPT2_PATTERN,
+    SPACE_CUT_PATTERNS,
+    pretoken_splitter,
+    special_token_regex,
+)
 
 # text buffered by encode_iterable before it encodes what is final
 _STREAM_BUFFER_CHARS = 1 << 16
 # pre-token cache entries before the cache is cleared (bounds memory on endless input)
 _CACHE_LIMIT = 1 << 20
+# the Unicode normalizations a tokenizer may apply (the stream's cuts are proven for these only)
+NORMALIZATIONS = ("NFC",)
 
 
 # a word whose edges are whitespace depends on its neighbours: it takes the slow path
@@ -61,14 +78,28 @@ class _Cache(dict):
 
 
 class Tokenizer:
-    """Byte-level BPE tokenizer: `encode`, `encode_iterable`, `decode`."""
+    """Byte-level BPE tokenizer: `encode`, `encode_iterable`, `decode`.
+
+    pattern: the pre-tokenization regex, None for GPT-2's; normalization: None or "NFC", applied
+    to the text between special tokens; ignore_merges: a pre-token that is a token encodes as it.
+    """
 
     def __init__(
         self,
         vocab: dict[int, bytes],
         merges: list[tuple[bytes, bytes]],
         special_tokens: list[str] | None = None,
+        *,
+        pattern: str | None = None,
+        normalization: str | None = None,
+        ignore_merges: bool = False,
     ):
+        if normalization is not None and normalization not in NORMALIZATIONS:
+            raise ValueError(f"normalization {normalization!r} is not supported: use None or "
+                             f"one of {', '.join(NORMALIZATIONS)}")
+        self.pattern: str = GPT2_PATTERN if pattern is None else pattern
+        self.normalization: str | None = normalization
+        self.ignore_merges: bool = bool(ignore_merges)
         self.vocab: dict[int, bytes] = dict(vocab)
         self.merges: list[tuple[bytes, bytes]] = list(merges)
         self.special_tokens: list[str] = list(dict.fromkeys(special_tokens or []))
@@ -101,9 +132,10 @@ class Tokenizer:
                              for token in self.special_tokens}
         self._special_regex = special_token_regex(self.special_tokens)
         self._longest_special = max(map(len, self.special_tokens), default=0)
-        self._pretoken_cache = _Cache(self._bpe)
+        self._pretoken_cache = _Cache(self._whole_token_or_bpe if self.ignore_merges else self._bpe)
         self._word_cache = _Cache(self._encode_word)
-        self._findall = PRETOKEN_REGEX.findall
+        self._findall = pretoken_splitter(self.pattern)
+        self._cuts_at_spaces = self.pattern in SPACE_CUT_PATTERNS
 
     # --- files -------------------------------------------------------------------------------
 
@@ -113,10 +145,11 @@ class Tokenizer:
         vocab_filepath: str | Path,
         merges_filepath: str | Path,
         special_tokens: list[str] | None = None,
+        **options,
     ) -> Tokenizer:
-        """Load GPT-2 style vocab.json and merges.txt."""
+        """Load GPT-2 style vocab.json and merges.txt; options as for the constructor."""
         return cls(load_vocab(Path(vocab_filepath)), load_merges(Path(merges_filepath)),
-                   special_tokens)
+                   special_tokens, **options)
 
     @classmethod
     def from_directory(cls, directory: str | Path) -> Tokenizer:
@@ -129,11 +162,16 @@ class Tokenizer:
                 "Tokenizer.save (vocab.json, merges.txt, tokenizer.json)"
             )
         config = json.loads(config_path.read_text("utf-8"))
+        # directories written before these options split the GPT-2 way, with no normalization
         return cls.from_files(directory / VOCAB_FILE, directory / MERGES_FILE,
-                              config.get("special_tokens", []))
+                              config.get("special_tokens", []),
+                              pattern=config.get("pretokenize_pattern"),
+                              normalization=config.get("normalization"),
+                              ignore_merges=config.get("ignore_merges", False))
 
     def save(self, directory: str | Path) -> None:
-        """Write vocab.json and merges.txt (GPT-2 format) and tokenizer.json (special tokens)."""
+        """Write vocab.json and merges.txt (GPT-2 format) and tokenizer.json (special tokens,
+        split pattern, normalization, ignore_merges)."""
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
         save_vocab_and_merges(self.vocab, self.merges, directory / VOCAB_FILE,
@@ -143,7 +181,9 @@ class Tokenizer:
             "vocab_size": self.vocab_size,
             "special_tokens": self.special_tokens,
             "special_token_ids": self._special_ids,
-            "pretokenize_pattern": GPT2_PATTERN,
+            "pretokenize_pattern": self.pattern,
+            "normalization": self.normalization,
+            "ignore_merges": self.ignore_merges,
         }
         (directory / TOKENIZER_CONFIG_FILE).write_text(json.dumps(config, indent=2) + "\n", "utf-8")
 
@@ -186,6 +226,12 @@ class Tokenizer:
             ids = merged
         return tuple(ids)
 
+    def _whole_token_or_bpe(self, pretoken: str) -> tuple[int, ...]:
+        """The pre-token's own id when it is a token (no special token: those never reach BPE),
+        else its BPE."""
+        whole = self._token_to_id.get(pretoken.encode("utf-8"))
+        return (whole,) if whole is not None else self._bpe(pretoken)
+
     def _encode_pretokens(self, text: str) -> list[int]:
         """Encode text with no special tokens the plain way: regex pre-tokens, then BPE."""
         return list(chain.from_iterable(map(self._pretoken_cache.__getitem__,
@@ -199,7 +245,17 @@ class Tokenizer:
         return tuple(self._encode_pretokens(" " + word))
 
     def _encode_ordinary(self, text: str) -> list[int]:
-        """Encode text that holds no special tokens (see the module docstring for the why)."""
+        """Encode text that holds no special tokens: normalized, then split into words when the
+        pattern allows it."""
+        if self.normalization is not None:
+            text = unicodedata.normalize(self.normalization, text)
+        if not self._cuts_at_spaces:
+            return self._encode_pretokens(text)
+        return self._encode_words(text)
+
+    def _encode_words(self, text: str) -> list[int]:
+        """Encode normalized text with no special tokens word by word (see the module docstring
+        for the why)."""
         words = text.split(" ")
         encoded = list(map(self._word_cache.__getitem__, words))
         if encoded.count(_SLOW_PATH) * 8 > len(encoded):  # code, indentation: group overhead
@@ -241,14 +297,18 @@ class Tokenizer:
         concatenation, in memory bounded by the buffer size (not by the stream's length)."""
         pending: list[str] = []
         pending_chars = 0
+        threshold = _STREAM_BUFFER_CHARS
         for chunk in iterable:
             pending.append(chunk)
             pending_chars += len(chunk)
-            if pending_chars < _STREAM_BUFFER_CHARS:
+            if pending_chars < threshold:
                 continue
             final_ids, rest = self._encode_final_prefix("".join(pending))
             yield from final_ids
             pending, pending_chars = [rest], len(rest)
+            # text with no cut (one long pre-token, no special token under another pattern) is
+            # looked at again only once it has doubled, so the stream stays linear in its length
+            threshold = max(_STREAM_BUFFER_CHARS, 2 * len(rest))
         if pending_chars:
             yield from self.encode("".join(pending))
 
@@ -266,10 +326,11 @@ class Tokenizer:
                     ids += self._encode_ordinary(buffer[position:match.start()])
                 ids.append(self._special_ids[match.group()])
                 position = match.end()
-        if position >= settled:
+        if position >= settled or not self._cuts_at_spaces:
             return ids, buffer[position:]
         # the text up to `settled` continues past it as ordinary text. A space followed by a
-        # non-space character starts a pre-token whatever comes next: cut at the last one
+        # non-space character starts a pre-token whatever comes next: cut at the last one. NFC
+        # never joins a space to a neighbour nor turns a non-space character into a space
         cut = settled - 1
         while True:
             cut = buffer.rfind(" ", position + 1, cut)
@@ -277,16 +338,40 @@ class Tokenizer:
                 break
         if cut < 0:
             # no such space (CJK text, say): all pre-tokens but the last two are final, as the
-            # GPT-2 pattern looks at most two characters past a pre-token. They are encoded as
-            # found here: pre-tokenizing their text again alone could split it differently
-            # ("\n\n" before "a" is two pre-tokens, at the end of a text one)
-            final = self._findall(buffer, position, settled)[:-2]
+            # patterns of SPACE_CUT_PATTERNS look at most two characters past a pre-token. They
+            # are encoded as found here: pre-tokenizing their text again alone could split it
+            # differently ("\n\n" before "a" is two pre-tokens, at the end of a text one)
+            final, consumed = self._final_pretokens(buffer[position:settled])
             ids += chain.from_iterable(map(self._pretoken_cache.__getitem__, final))
-            return ids, buffer[position + sum(map(len, final)):]
+            return ids, buffer[position + consumed:]
         if cut > position:
             ids += self._encode_ordinary(buffer[position:cut])
             position = cut
         return ids, buffer[position:]
+
+    def _final_pretokens(self, text: str) -> tuple[list[str], int]:
+        """The pre-tokens of (normalized) text that more text cannot change, and how many
+        characters of text they cover."""
+        if self.normalization is None:
+            final = self._findall(text)[:-2]
+            return final, sum(map(len, final))
+        normalized = unicodedata.normalize(self.normalization, text)
+        final = self._findall(normalized)[:-2]
+        # Cut where the normalized text equals the raw text up to its end, so that what is held
+        # back stays raw text, and before a character of combining class 0: in text already in
+        # NFC nothing after such a character composes or reorders with what precedes it, so
+        # NFC(text + more) == normalized[:cut] + NFC(rest + more). Composing keeps a character a
+        # letter, digit, space or other, so the pre-tokens before the cut stay final
+        common_tail = len(normalized)
+        if normalized != text:
+            common_tail = next((index for index, (left, right) in enumerate(
+                zip(reversed(normalized), reversed(text))) if left != right),
+                min(len(normalized), len(text)))
+        cut = sum(map(len, final))
+        while final and (len(normalized) - cut > common_tail
+                         or unicodedata.combining(normalized[cut])):
+            cut -= len(final.pop())
+        return final, len(text) - (len(normalized) - cut) if final else 0
 
     # --- decoding ------------------------------------------------------------------------------
 

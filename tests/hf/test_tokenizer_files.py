@@ -7,6 +7,7 @@ import torch
 
 from lmlib.hf import export, load_tokenizer, save_hf_tokenizer
 from lmlib.tokenizer import Tokenizer
+from lmlib.tokenizer.gpt2_files import token_to_string
 from tests.conftest import shared_path
 
 transformers = pytest.importorskip("transformers")
@@ -62,18 +63,53 @@ def test_load_tokenizer_reads_our_own_tokenizer_directory(tmp_path):
     assert load_tokenizer(tmp_path).encode("ab<|endoftext|>") == [97, 98, 256]
 
 
-def test_load_tokenizer_refuses_a_normalizer_or_another_split_pattern(tmp_path):
+def _split_then_byte_level(split: dict | None = None, byte_level: dict | None = None) -> dict:
+    return {"type": "Sequence", "pretokenizers": [
+        {"type": "Split", "pattern": {"Regex": r"\p{N}"}, "behavior": "Isolated", "invert": False,
+         **(split or {})},
+        {"type": "ByteLevel", "add_prefix_space": False, "use_regex": False, **(byte_level or {})}]}
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"normalizer": {"type": "NFKC"}}, "NFKC normalizer"),
+    ({"normalizer": {"type": "Sequence", "normalizers": [{"type": "NFC"}, {"type": "Lowercase"}]}},
+     "NFC \\+ Lowercase normalizer"),
+    ({"pre_tokenizer": {"type": "Metaspace", "replacement": "▁", "prepend_scheme": "always"}},
+     "the pre-tokenizer is .*Metaspace"),
+    ({"pre_tokenizer": None}, "the pre-tokenizer is null"),
+    ({"pre_tokenizer": {"type": "ByteLevel", "add_prefix_space": True, "use_regex": True}},
+     "adds a prefix space"),
+    ({"pre_tokenizer": {"type": "ByteLevel", "add_prefix_space": False, "use_regex": False}},
+     "splits nothing"),
+    ({"pre_tokenizer": _split_then_byte_level(byte_level={"add_prefix_space": True})},
+     "adds a prefix space"),
+    ({"pre_tokenizer": _split_then_byte_level(byte_level={"use_regex": True})},
+     "splits again with its own regex"),
+    ({"pre_tokenizer": _split_then_byte_level({"behavior": "Removed"})}, "behavior is Removed"),
+    ({"pre_tokenizer": _split_then_byte_level({"invert": True})}, "Isolated, inverted"),
+    ({"pre_tokenizer": _split_then_byte_level({"pattern": {"String": " "}})}, "not a Regex"),
+    ({"model": {"type": "BPE", "vocab": {}, "merges": [], "continuing_subword_prefix": "##"}},
+     "marks subwords"),
+    ({"model": {"type": "BPE", "vocab": {}, "merges": [], "dropout": 0.1}}, "dropout"),
+    ({"model": {"type": "Unigram", "vocab": []}}, "is not BPE"),
+])
+def test_load_tokenizer_refuses_what_would_give_other_ids(tmp_path, change, message):
     base = {"model": {"type": "BPE", "vocab": {}, "merges": []}, "added_tokens": [],
+            "normalizer": None,
             "pre_tokenizer": {"type": "ByteLevel", "add_prefix_space": False, "use_regex": True}}
-    (tmp_path / "tokenizer.json").write_text(json.dumps({**base, "normalizer": {"type": "NFC"}}))
-    with pytest.raises(ValueError, match="NFC normalizer"):
+    (tmp_path / "tokenizer.json").write_text(json.dumps({**base, **change}))
+    with pytest.raises(ValueError, match=message):
         load_tokenizer(tmp_path)
-    split = {"type": "Sequence", "pretokenizers": [
-        {"type": "Split", "pattern": {"Regex": r"\p{N}"}, "behavior": "Isolated"},
-        {"type": "ByteLevel", "add_prefix_space": False, "use_regex": False}]}
-    (tmp_path / "tokenizer.json").write_text(json.dumps({**base, "pre_tokenizer": split}))
-    with pytest.raises(ValueError, match="GPT-2 split pattern"):
-        load_tokenizer(tmp_path)
+
+
+def test_load_tokenizer_takes_a_split_regex_and_nfc(tmp_path):
+    vocab = {token_to_string(bytes([byte])): byte for byte in range(256)}
+    (tmp_path / "tokenizer.json").write_text(json.dumps({
+        "model": {"type": "BPE", "vocab": vocab, "merges": [], "ignore_merges": True},
+        "added_tokens": [], "normalizer": {"type": "NFC"},
+        "pre_tokenizer": _split_then_byte_level()}))
+    ours = load_tokenizer(tmp_path)
+    assert (ours.pattern, ours.normalization, ours.ignore_merges) == (r"\p{N}", "NFC", True)
 
 
 def test_export_writes_a_tokenizer_auto_tokenizer_agrees_with(tmp_path):
