@@ -9,6 +9,7 @@ from dagster_project.assets import (
     evaluation,
     export,
     filters,
+    posttrain,
     pretrain,
     scaling,
     tokens,
@@ -31,10 +32,11 @@ defs = Definitions(
     # (the crawl_files observable source asset comes with the web module)
     assets=with_code_versions(
         load_assets_from_modules([acquisition, web, filters, dedup, tokens, pretrain,
-                                  export, scaling, evaluation])),
+                                  export, scaling, posttrain, evaluation])),
     asset_checks=load_asset_checks_from_modules([checks, scaling, evaluation]),
     jobs=[refresh_corpus, evaluate_checkpoints],
     schedules=[refresh_corpus_schedule, nightly_evaluation_schedule],
     sensors=[crawl_file_sensor, automation_sensor, enough_new_files_sensor],
-    resources={"storage": Storage(), "dedup": DedupSettings()},
+    resources={"storage": Storage(), "dedup": DedupSettings(),
+               "align_task": posttrain.AlignTask()},
 )

@@ -23,6 +23,7 @@ from dagster import (
 )
 
 import lmlib
+from dagster_project.assets.posttrain import POST_TRAINED
 from dagster_project.assets.pretrain import base_model
 from dagster_project.assets.tokens import bpe_tokenizer, token_shards
 from dagster_project.automation import int_setting
@@ -42,7 +43,7 @@ from lmlib.formats import (
 )
 from lmlib.train.report import read_log
 
-CHECKPOINTS = {"base_model": base_model}  # checkpoint asset name -> asset, in lineage order
+CHECKPOINTS = {"base_model": base_model, **POST_TRAINED}  # name -> asset, lineage order
 ENVIRONMENT_PATHS = {"mmlu_dir": "LMPIPE_EVAL_MMLU_DIR", "gsm8k_dir": "LMPIPE_EVAL_GSM8K_DIR",
                      "math_file": "LMPIPE_EVAL_MATH_FILE"}
 

@@ -75,8 +75,8 @@ class EvalConfig:
     lm_tokens: int = 32_768  # validation tokens for loss and bits per byte
     text_files: tuple[str, ...] = ()  # more .txt / .jsonl(.gz) files for bits per byte
     text_documents: int = 100  # documents read from each text file
-    arithmetic_digits: int = 3
-    arithmetic_problems: int = 64
+    arithmetic_digits: int = 2  # the post-training task's (lmlib.align.tasks.TaskConfig)
+    arithmetic_problems: int = 256
     samples: int = 8  # samples per problem for pass@k
     pass_ks: tuple[int, ...] = (1, 8)
     temperature: float = 1.0
@@ -232,8 +232,8 @@ def _arithmetic(result, engine, tokenizer, config: EvalConfig) -> None:
     if not config.arithmetic_problems:
         result.skipped["arithmetic"] = "arithmetic_problems = 0"
         return
-    problems = make_arithmetic(ArithmeticConfig(digits=config.arithmetic_digits,
-                                                seed=config.seed))["test"]
+    problems = make_arithmetic(ArithmeticConfig.sized(config.arithmetic_digits,
+                                                      seed=config.seed))["test"]
     problems = problems[: config.arithmetic_problems]
     _generative(result, f"arithmetic ({config.arithmetic_digits} digits)", engine, tokenizer,
                 [p.prompt for p in problems],

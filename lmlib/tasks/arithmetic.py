@@ -61,6 +61,17 @@ class ArithmeticConfig:
                 f"operands make only {self.distinct_pairs} distinct pairs; raise digits or "
                 "lower the split sizes")
 
+    @classmethod
+    def sized(cls, digits: int, operations: tuple[str, ...] = ("+",), seed: int = 0
+              ) -> ArithmeticConfig:
+        """The default split sizes, shrunk to 80/10/10% of the distinct pairs when the digits
+        leave fewer (2 digits: 5,050 pairs)."""
+        pairs = (10 ** digits) * (10 ** digits + 1) // 2
+        return cls(digits=digits, operations=tuple(operations), seed=seed,
+                   train_size=min(cls.train_size, pairs * 8 // 10),
+                   val_size=min(cls.val_size, pairs // 10),
+                   test_size=min(cls.test_size, pairs // 10))
+
     @property
     def total(self) -> int:
         return self.train_size + self.val_size + self.test_size

@@ -27,7 +27,7 @@ def plot_loss_curve(records: list[dict], out_path: Path) -> Path | None:
     except ImportError:
         return None
     train = [(r["step"], r["loss"]) for r in records if r.get("kind") == "train"]
-    val = [(r["step"], r["val_loss"]) for r in records if r.get("kind") == "eval"]
+    val = [(r["step"], r["val_loss"]) for r in records if r.get("kind") == "eval" and "val_loss" in r]
     figure, axes = plt.subplots(figsize=(7, 4), dpi=100)
     if train:
         axes.plot(*zip(*train), label="train")

@@ -7,6 +7,7 @@ and resumes, while a changed config or new data starts a new run beside it.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import shutil
@@ -19,9 +20,11 @@ from lmlib.train.config import TrainConfig
 RUN_OUTPUTS = (TRAIN_LOG_FILE, LOSS_CURVE_PLOT_FILE)  # besides model/: what an artifact keeps of a run
 
 
-def run_directory(root: Path, config: TrainConfig, inputs: Mapping[str, str]) -> Path:
-    """root/<16 hex digits of sha256 over the config and the inputs' fingerprints>."""
-    key = hashlib.sha256(json.dumps([config.to_dict(), dict(inputs)], sort_keys=True,
+def run_directory(root: Path, config: TrainConfig | object, inputs: Mapping[str, str]) -> Path:
+    """root/<16 hex digits of sha256 over the config (a TrainConfig, or any dataclass: the
+    post-training loops') and the inputs' fingerprints>."""
+    values = config.to_dict() if hasattr(config, "to_dict") else dataclasses.asdict(config)
+    key = hashlib.sha256(json.dumps([values, dict(inputs)], sort_keys=True,
                                     default=str).encode()).hexdigest()[:16]
     return Path(root) / key
 

@@ -469,14 +469,23 @@ def train(
     deterministic = config.deterministic
     if deterministic is None:
         deterministic = (placement.device or resolve_device(config.device)).type == "cpu"
-    previous_deterministic = torch.are_deterministic_algorithms_enabled()
-    torch.use_deterministic_algorithms(deterministic)
     try:
-        run = PretrainingRun(config, data_dir, run_dir, placement,
-                             progress if is_main else None, quiet or not is_main)
-        run.resume({"token_shards": data_dir, "tokenizer": tokenizer_dir})
-        run.run_steps()
-        return run.finish(tokenizer_dir)
+        with deterministic_kernels(deterministic):
+            run = PretrainingRun(config, data_dir, run_dir, placement,
+                                 progress if is_main else None, quiet or not is_main)
+            run.resume({"token_shards": data_dir, "tokenizer": tokenizer_dir})
+            run.run_steps()
+            return run.finish(tokenizer_dir)
     finally:
-        torch.use_deterministic_algorithms(previous_deterministic)
         placement.leave()
+
+
+@contextlib.contextmanager
+def deterministic_kernels(enabled: bool):
+    """torch's deterministic algorithms on (or off) inside the block, as they were after it."""
+    previous = torch.are_deterministic_algorithms_enabled()
+    torch.use_deterministic_algorithms(enabled)
+    try:
+        yield
+    finally:
+        torch.use_deterministic_algorithms(previous)

@@ -98,8 +98,11 @@ def test_definitions_list_jobs_schedules_and_sensors():
     evaluation = repository.get_schedule_def("nightly_evaluation_schedule")
     assert evaluation.job_name == "evaluate_checkpoints"
     assert evaluation.default_status == DefaultScheduleStatus.RUNNING
+    evaluated = {AssetKey(f"{name}_eval") for name in (
+        "base_model", "sft_model", "sft_control_model", "grpo_model", "expert_iteration_model",
+        "dpo_model")}
     assert set(repository.get_job("evaluate_checkpoints").asset_layer.executable_asset_keys) == {
-        AssetKey("base_model_eval"), AssetKey("eval_report")}
+        *evaluated, AssetKey("eval_report")}
 
 
 def test_nightly_evaluation_waits_for_a_base_model(instance):

@@ -13,10 +13,10 @@ def test_the_base_model_is_evaluated_and_checked_and_the_report_compares_it(pipe
     assert evaluation["checkpoint"] == "base_model"
     assert 0 < evaluation["validation_bits_per_byte"] < 8
     tasks = {(row["task"], row["metric"]) for row in evaluation["tasks"]}
-    assert ("arithmetic (3 digits)", "accuracy") in tasks and ("arithmetic (3 digits)",
+    assert ("arithmetic (2 digits)", "accuracy") in tasks and ("arithmetic (2 digits)",
                                                                 "pass@8") in tasks
     report = (artifacts / "eval_report" / "report.md").read_text()
-    assert "base_model" in report and "arithmetic (3 digits)" in report
+    assert "base_model" in report and "arithmetic (2 digits)" in report
     assert "crawl files" in report
     pngs = list((artifacts / "eval_report").glob("*.png"))
     assert pngs and all(png.stat().st_size > 1000 for png in pngs)

@@ -120,8 +120,8 @@ def test_a_second_run_of_the_whole_graph_gives_byte_identical_artifacts(pipeline
     manifests = sorted((home / "artifacts").rglob("manifest.json"))
     sweep = len(SCALING_SWEEP.sizes) * len(SCALING_SWEEP.budgets)
     # 4 per-file assets x 3 files + 6 global assets + hf_export + the sweep + scaling_laws
-    # and scaling_check + base_model_eval and eval_report
-    assert len(manifests) == 18 + 1 + sweep + 2 + 2
+    # and scaling_check + the five post-trained models + six evaluations and eval_report
+    assert len(manifests) == 18 + 1 + sweep + 2 + 5 + 7
     for manifest in manifests:
         first = json.loads(manifest.read_text())["files"]
         second = read_manifest(again / manifest.parent.relative_to(home))["files"]

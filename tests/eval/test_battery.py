@@ -35,12 +35,12 @@ def test_the_default_battery_scores_shards_and_arithmetic_and_reruns_byte_identi
     result = run(checkpoint, "a", small_config())
     assert result.validation_tokens == 256 and result.validation_bits_per_byte > 0
     rows = {(row.task, row.metric): row for row in result.tasks}
-    assert set(rows) == {("arithmetic (3 digits)", "accuracy"), ("arithmetic (3 digits)", "pass@1"),
-                         ("arithmetic (3 digits)", "pass@4")}
+    assert set(rows) == {("arithmetic (2 digits)", "accuracy"), ("arithmetic (2 digits)", "pass@1"),
+                         ("arithmetic (2 digits)", "pass@4")}
     for row in rows.values():
         assert row.examples == 6 and 0 <= row.low <= row.value <= row.high <= 1
     assert set(result.skipped) == {"mmlu", "gsm8k", "math"}
-    assert [s["task"] for s in result.samples] == ["arithmetic (3 digits)"] * 3
+    assert [s["task"] for s in result.samples] == ["arithmetic (2 digits)"] * 3
     again = run(checkpoint, "b", small_config())
     for name in (EVALUATION_FILE, SAMPLES_FILE):
         assert (checkpoint / "a" / name).read_bytes() == (checkpoint / "b" / name).read_bytes()
