@@ -8,7 +8,7 @@ by its `<name>_eval` asset. The task (`align_task` resource) is shared: the synt
 arithmetic task by default, GSM8K when configured.
 """
 
-import math
+import dataclasses
 from collections.abc import Callable
 
 from dagster import (
@@ -37,7 +37,9 @@ from lmlib.align import (
     run_grpo,
     run_sft,
 )
+from lmlib.align.sft import equal_compute_steps
 from lmlib.artifacts import read_manifest
+from lmlib.tokenizer import Tokenizer
 from lmlib.train.runs import run_directory
 
 AlignTask = config_class(TaskConfig, "AlignTask", base=ConfigurableResource)
@@ -95,32 +97,17 @@ def grpo_model(context: AssetExecutionContext, config: GRPOSettings, align_task:
                            settings, _progress(context)))
 
 
-def control_steps(grpo_counts: dict, sft: SFTConfig, tokens_per_example: float) -> int:
-    """SFT steps that spend GRPO's compute: a trained token costs 3 forward passes' worth
-    (forward and backward), a generated one 1; an SFT step trains batch_size examples."""
-    grpo_cost = 3 * grpo_counts["trained_tokens"] + grpo_counts["generated_tokens"]
-    per_step = 3 * sft.batch_size * sft.grad_accum_steps * tokens_per_example
-    return max(1, math.ceil(grpo_cost / per_step))
-
-
 @asset(deps=[sft_model, grpo_model, bpe_tokenizer], group_name="posttrain", kinds={"pytorch"},
        pool=GPU_POOL, retry_policy=TRAINING_RETRY_POLICY,
        description="The control for grpo_model: SFT continued from sft_model on the same "
                    "labelled set for as much compute as GRPO spent.")
 def sft_control_model(context: AssetExecutionContext, config: SFTSettings,
                       align_task: AlignTask, storage: Storage) -> MaterializeResult:
-    import dataclasses
-
-    from lmlib.align.data import tokenize_prompt_and_output
-    from lmlib.tokenizer import Tokenizer
-
     task = align_task.build()
     grpo_counts = read_manifest(storage.artifact_dir(grpo_model))["counts"]
-    labelled = build_tasks(task).labelled
-    tokenizer = Tokenizer.from_directory(storage.artifact_dir(bpe_tokenizer))
-    sample = tokenize_prompt_and_output(labelled.prompts[:256], labelled.responses[:256],
-                                        tokenizer)["input_ids"]
-    steps = control_steps(grpo_counts, config.build(), sample.shape[-1])
+    steps = equal_compute_steps(
+        grpo_counts["trained_tokens"], grpo_counts["generated_tokens"], config.build(),
+        Tokenizer.from_directory(storage.artifact_dir(bpe_tokenizer)), build_tasks(task).labelled)
     settings = dataclasses.replace(config.build(), steps=steps)
     context.log.info(f"equal compute: {steps} SFT steps for GRPO's {grpo_counts}")
     return _post_train(context, storage, sft_model, settings, task,

@@ -15,6 +15,7 @@ Notable:
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -180,3 +181,14 @@ def _packed(tokenizer, prompts, responses, config: SFTConfig, run_dir: Path) -> 
     path.write_text("".join(json.dumps({"prompt": p, "response": r}) + "\n"
                             for p, r in zip(prompts, responses, strict=True)))
     return PackedSFTDataset(tokenizer, path, config.seq_length, shuffle=True, seed=config.seed)
+
+
+def equal_compute_steps(trained_tokens: int, generated_tokens: int, config: SFTConfig,
+                        tokenizer: Tokenizer, task: VerifiableTask) -> int:
+    """SFT steps that spend what a GRPO run spent: a trained token costs 3 forward passes'
+    worth (forward and backward), a generated one 1; an SFT step trains batch_size x
+    grad_accum_steps padded examples of the task (their padded length measured on up to 256)."""
+    sample = tokenize_prompt_and_output(task.prompts[:256], task.responses[:256],
+                                        tokenizer)["input_ids"]
+    per_step = 3 * config.batch_size * config.grad_accum_steps * sample.shape[-1]
+    return max(1, math.ceil((3 * trained_tokens + generated_tokens) / per_step))

@@ -2,7 +2,8 @@
 
 - `load(path) -> (TransformerLM, ModelConfig)`: a Llama or Qwen2 directory (config.json and
   one or sharded safetensors files) as our model, same logits as `transformers`;
-- `load_tokenizer(path) -> Tokenizer`: its tokenizer, where it is GPT-2 style byte-level BPE;
+- `load_tokenizer(path) -> Tokenizer`: its tokenizer, where it is byte-level BPE (GPT-2's,
+  Qwen2's and Llama 3's split patterns, NFC, ignore_merges);
 - `export(checkpoint, tokenizer, out_dir)`: our model as a directory that
   `AutoModelForCausalLM` and `AutoTokenizer` load with the same logits and token ids.
 

@@ -139,3 +139,14 @@ def test_bad_configs_are_refused_with_the_field_named():
         GRPOConfig(group_size=1)
     with pytest.raises(ValueError, match="gsm8k_dir"):
         TaskConfig(task="gsm8k")
+
+
+def test_the_control_gets_the_steps_that_spend_grpos_compute(start):
+    from lmlib.align.sft import equal_compute_steps
+
+    task = build_tasks(TaskConfig(labelled_examples=64)).labelled  # "12+34=" "46\n": 9 bytes
+    tokenizer = Tokenizer.from_directory(start / "tok")
+    config = SFTConfig(batch_size=4, grad_accum_steps=2)
+    width = max(len(p) + len(r) for p, r in zip(task.prompts, task.responses, strict=True)) - 1
+    # 3 x 1000 trained + 600 generated = 3,600 against 3 x 8 x width per SFT step
+    assert equal_compute_steps(1000, 600, config, tokenizer, task) == -(-3600 // (24 * width))

@@ -1,0 +1,90 @@
+"""Base -> SFT -> GRPO against the equal-compute SFT control, for several seeds, on the
+embedded default's task: the comparison the post-training issue asks to report across seeds.
+
+    python scripts/posttrain_seeds.py HOME [--seeds 0,1,2] [--problems 505]
+
+HOME is an LMPIPE_HOME where `make demo` ran (its base_model and bpe_tokenizer are the start).
+Every stage runs with its library defaults (what the demo runs), the seed of each changed;
+the task and its splits stay fixed. Accuracy is greedy, on the first --problems of the
+arithmetic test split, with Wilson intervals. Writes nothing into HOME (runs go to a temporary
+directory) and prints a markdown table.
+"""
+
+import argparse
+import dataclasses
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from lmlib.align import GRPOConfig, SFTConfig, TaskConfig, build_tasks, run_grpo, run_sft  # noqa: E402
+from lmlib.align.sft import equal_compute_steps  # noqa: E402
+from lmlib.eval.metrics import wilson_interval  # noqa: E402
+from lmlib.infer import Engine  # noqa: E402
+from lmlib.model import load_model  # noqa: E402
+from lmlib.tasks import ArithmeticConfig  # noqa: E402
+from lmlib.tokenizer import Tokenizer  # noqa: E402
+
+
+def test_accuracy(model_dir: Path, tokenizer: Tokenizer, problems: int, digits: int) -> tuple:
+    from lmlib.align.tasks import arithmetic_task
+    from lmlib.eval.generation import generate_completions
+
+    task = arithmetic_task(ArithmeticConfig.sized(digits), "test").subset(0, problems)
+    engine = Engine(load_model(model_dir).eval(), max_batch_size=256)
+    outputs = generate_completions(engine, tokenizer, task.prompts, 1, task.max_new_tokens, 0.0,
+                                   task.stop_sequences)
+    correct = sum(task.reward_fn(o[0], a)["answer_reward"] > 0
+                  for o, a in zip(outputs, task.answers, strict=True))
+    return correct / len(task.prompts), *wilson_interval(correct, len(task.prompts))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("home", type=Path)
+    parser.add_argument("--seeds", default="0,1,2")
+    parser.add_argument("--problems", type=int, default=505)
+    args = parser.parse_args()
+    artifacts = args.home / "artifacts"
+    base, tokenizer_dir = artifacts / "base_model" / "model", artifacts / "bpe_tokenizer"
+    tokenizer = Tokenizer.from_directory(tokenizer_dir)
+    task_config = TaskConfig()
+    splits = build_tasks(task_config)
+    work = Path(tempfile.mkdtemp(prefix="posttrain_seeds_"))
+    rows = [("base_model", "-", *test_accuracy(base, tokenizer, args.problems,
+                                                task_config.arithmetic_digits), 0.0)]
+    for seed in (int(s) for s in args.seeds.split(",")):
+        out = work / f"seed{seed}"
+        started = time.perf_counter()
+        sft = SFTConfig(seed=seed)
+        run_sft(base, tokenizer_dir, splits.labelled, splits.validation, out / "sft_run",
+                out / "sft", sft)
+        sft_seconds = time.perf_counter() - started
+        started = time.perf_counter()
+        grpo = run_grpo(out / "sft" / "model", tokenizer_dir, splits.unlabelled,
+                        splits.validation, out / "grpo_run", out / "grpo", GRPOConfig(seed=seed))
+        grpo_seconds = time.perf_counter() - started
+        steps = equal_compute_steps(grpo.trained_tokens, grpo.generated_tokens, sft, tokenizer,
+                                    splits.labelled)
+        started = time.perf_counter()
+        run_sft(out / "sft" / "model", tokenizer_dir, splits.labelled, splits.validation,
+                out / "control_run", out / "control", dataclasses.replace(sft, steps=steps))
+        control_seconds = time.perf_counter() - started
+        for name, seconds in (("sft", sft_seconds), ("grpo", grpo_seconds),
+                              ("control", control_seconds)):
+            rows.append((name, seed, *test_accuracy(out / name / "model", tokenizer,
+                                                    args.problems,
+                                                    task_config.arithmetic_digits), seconds))
+            print(rows[-1], flush=True)
+    print(f"\nequal-compute control: SFT steps = GRPO's (3 x trained + generated tokens) / "
+          f"(3 x batch x padded length); {args.problems} test problems, greedy\n")
+    print("| model | seed | accuracy | 95% interval | seconds |")
+    print("|---|---|---:|---|---:|")
+    for name, seed, value, low, high, seconds in rows:
+        print(f"| {name} | {seed} | {value:.3f} | [{low:.3f}, {high:.3f}] | {seconds:.0f} |")
+
+
+if __name__ == "__main__":
+    main()
