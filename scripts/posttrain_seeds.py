@@ -2,9 +2,11 @@
 embedded default's task: the comparison the post-training issue asks to report across seeds.
 
     python scripts/posttrain_seeds.py HOME [--seeds 0,1,2] [--problems 505]
+        [--sft-steps N] [--group-size G]
 
 HOME is an LMPIPE_HOME where `make demo` ran (its base_model and bpe_tokenizer are the start).
-Every stage runs with its library defaults (what the demo runs), the seed of each changed;
+Every stage runs with its library defaults (what the demo runs) unless --sft-steps or
+--group-size change them, the seed of each changed;
 the task and its splits stay fixed. Accuracy is greedy, on the first --problems of the
 arithmetic test split, with Wilson intervals. Writes nothing into HOME (runs go to a temporary
 directory) and prints a markdown table.
@@ -46,6 +48,8 @@ def main() -> None:
     parser.add_argument("home", type=Path)
     parser.add_argument("--seeds", default="0,1,2")
     parser.add_argument("--problems", type=int, default=505)
+    parser.add_argument("--sft-steps", type=int, default=SFTConfig.steps)
+    parser.add_argument("--group-size", type=int, default=GRPOConfig.group_size)
     args = parser.parse_args()
     artifacts = args.home / "artifacts"
     base, tokenizer_dir = artifacts / "base_model" / "model", artifacts / "bpe_tokenizer"
@@ -58,13 +62,14 @@ def main() -> None:
     for seed in (int(s) for s in args.seeds.split(",")):
         out = work / f"seed{seed}"
         started = time.perf_counter()
-        sft = SFTConfig(seed=seed)
+        sft = SFTConfig(seed=seed, steps=args.sft_steps)
         run_sft(base, tokenizer_dir, splits.labelled, splits.validation, out / "sft_run",
                 out / "sft", sft)
         sft_seconds = time.perf_counter() - started
         started = time.perf_counter()
         grpo = run_grpo(out / "sft" / "model", tokenizer_dir, splits.unlabelled,
-                        splits.validation, out / "grpo_run", out / "grpo", GRPOConfig(seed=seed))
+                        splits.validation, out / "grpo_run", out / "grpo",
+                        GRPOConfig(seed=seed, group_size=args.group_size))
         grpo_seconds = time.perf_counter() - started
         steps = equal_compute_steps(grpo.trained_tokens, grpo.generated_tokens, sft, tokenizer,
                                     splits.labelled)
