@@ -23,6 +23,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from lmlib.align import GRPOConfig, SFTConfig, TaskConfig, build_tasks, run_grpo, run_sft  # noqa: E402
 from lmlib.align.sft import equal_compute_steps  # noqa: E402
+from lmlib.align.tasks import accuracy, arithmetic_task  # noqa: E402
 from lmlib.eval.metrics import wilson_interval  # noqa: E402
 from lmlib.infer import Engine  # noqa: E402
 from lmlib.model import load_model  # noqa: E402
@@ -31,17 +32,11 @@ from lmlib.tokenizer import Tokenizer  # noqa: E402
 
 
 def test_accuracy(model_dir: Path, tokenizer: Tokenizer, problems: int, digits: int) -> tuple:
-    from lmlib.align.tasks import arithmetic_task
-    from lmlib.eval.generation import generate_completions
-
+    """Greedy accuracy on the first `problems` of the test split, with its Wilson interval."""
     task = arithmetic_task(ArithmeticConfig.sized(digits), "test").subset(0, problems)
     engine = Engine(load_model(model_dir).eval(), max_batch_size=256)
-    outputs = generate_completions(engine, tokenizer, task.prompts, 1, task.max_new_tokens, 0.0,
-                                   task.stop_sequences)
-    correct = sum(task.reward_fn(o[0], a)["answer_reward"] > 0
-                  for o, a in zip(outputs, task.answers, strict=True))
-    return correct / len(task.prompts), *wilson_interval(correct, len(task.prompts))
-
+    value = accuracy(engine, tokenizer, task)
+    return value, *wilson_interval(round(value * len(task.prompts)), len(task.prompts))
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])

@@ -70,14 +70,14 @@ def gsm8k_task(path_or_root: str | Path, split: str = "train") -> VerifiableTask
 
 def accuracy(engine, tokenizer, task: VerifiableTask, seed: int = 0) -> float:
     """Greedy answer accuracy of the engine's model on every prompt of the task."""
-    from lmlib.eval.generation import generate_completions
+    from lmlib.eval.generation import generate_completions, score_generations
 
     outputs = generate_completions(engine, tokenizer, task.prompts, 1, task.max_new_tokens, 0.0,
                                    task.stop_sequences, seed=seed)
-    correct = sum(task.reward_fn(samples[0], answer)["answer_reward"] > 0
-                  for samples, answer in zip(outputs, task.answers, strict=True))
-    return correct / len(task.prompts)
-
+    score = score_generations(
+        outputs, lambda i, output: task.reward_fn(output, task.answers[i])["answer_reward"] > 0,
+        temperature=0.0)
+    return score.metrics["accuracy"]
 
 @dataclass
 class TaskConfig:

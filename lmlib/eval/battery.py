@@ -64,6 +64,7 @@ from lmlib.tasks import (
     mmlu_shots,
 )
 from lmlib.tokenizer import Tokenizer
+from lmlib.train.trainer import resolve_device
 
 _MINERVA_FINAL = re.compile(r"[Tt]he final answer is\s*\$?(.+?)\$?\.?\s*(?:I hope|$)", re.S)
 
@@ -142,19 +143,13 @@ class EvaluationResult(StageResult):
     seconds: float = 0.0
 
 
-def _device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
-
-
 def evaluate_checkpoint(model_dir: Path, tokenizer_dir: Path, shards_dir: Path,
                         output_dir: Path, config: EvalConfig, name: str = "checkpoint"
                         ) -> EvaluationResult:
     """Runs the battery on the saved model in model_dir; writes evaluation.json and
     samples.jsonl into output_dir."""
     started = time.perf_counter()
-    device = _device(config.device)
+    device = resolve_device(config.device)
     model = load_model(model_dir, device=device).eval()
     if device.type == "cuda":
         model = model.to(torch.bfloat16)
@@ -331,7 +326,7 @@ def check_checkpoint(model_dir: Path, tokenizer_dir: Path, shards_dir: Path,
     """Validation loss and bits per byte over `max_tokens` tokens. Without a configured bound,
     a checkpoint must beat a uniform guess over its vocabulary (log2(vocab) bits a token, over
     the tokens' bytes): what any trained model does and a broken one does not."""
-    model = load_model(model_dir, device=_device(device)).eval()
+    model = load_model(model_dir, device=resolve_device(device)).eval()
     tokenizer = Tokenizer.from_directory(tokenizer_dir)
     lm = evaluate_token_shards(model, tokenizer, shards_dir, "val", max_tokens=max_tokens)
     bound = max_bits_per_byte

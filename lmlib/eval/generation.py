@@ -21,8 +21,7 @@ from dataclasses import dataclass, field
 from lmlib.eval.metrics import bootstrap_interval, mean_pass_at_k, pass_at_k, wilson_interval
 from lmlib.infer import Engine, Request
 from lmlib.tokenizer import Tokenizer
-
-END_OF_TEXT = "<|endoftext|>"
+from lmlib.tokenizer.corpus import DOCUMENT_SEPARATOR as END_OF_TEXT
 
 
 def generate_completions(engine: Engine, tokenizer: Tokenizer, prompts: Sequence[str], n: int,

@@ -33,9 +33,9 @@ import torch
 
 from lmlib.model.transformer import TransformerLM
 from lmlib.tokenizer import Tokenizer
+from lmlib.tokenizer.corpus import DOCUMENT_SEPARATOR as END_OF_TEXT
 
 LogitsModel = Callable[[torch.Tensor], torch.Tensor]
-END_OF_TEXT = "<|endoftext|>"
 
 
 def hf_logits(model) -> LogitsModel:
