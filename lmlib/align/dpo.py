@@ -49,6 +49,7 @@ class DPOConfig(OptimizerConfig):
     min_learning_rate: float = 1e-6
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         check_positive(self, "steps", "beta", "batch_size", "questions", "samples_per_question",
                        "temperature", "eval_interval")
 
@@ -108,7 +109,7 @@ def run_dpo(model_dir: Path, tokenizer_dir: Path, task: VerifiableTask | None,
     run = PolicyRun(model_dir, run_dir, config, config.steps, progress)
     reference = copy.deepcopy(run.model).eval().requires_grad_(False)  # before any resume
     resumed = run.resume()
-    engine = Engine(run.model, max_batch_size=256)
+    engine = run.engine(max_batch_size=256)
     state = run.loop_state
     if "pairs" not in state:
         if resumed:
@@ -133,7 +134,7 @@ def run_dpo(model_dir: Path, tokenizer_dir: Path, task: VerifiableTask | None,
     def reward_accuracy() -> float | None:
         if not held_out:
             return None
-        with torch.no_grad():
+        with torch.no_grad(), run.autocast():
             losses = [float(compute_per_instance_dpo_loss(run.model, reference, tokenizer,
                                                           config.beta, **pair))
                       for pair in held_out]
@@ -148,8 +149,9 @@ def run_dpo(model_dir: Path, tokenizer_dir: Path, task: VerifiableTask | None,
                                        config.seed)
                 total = 0.0
                 for index in chosen:
-                    loss = compute_per_instance_dpo_loss(run.model, reference, tokenizer,
-                                                         config.beta, **train_pairs[index])
+                    with run.autocast():
+                        loss = compute_per_instance_dpo_loss(run.model, reference, tokenizer,
+                                                             config.beta, **train_pairs[index])
                     (loss / len(chosen)).backward()
                     total += float(loss) / len(chosen)
                 grad_norm = run.optimizer_step()

@@ -21,7 +21,6 @@ from lmlib.align.policy import PolicyRun, deterministic_on_cpu
 from lmlib.align.sft import SFTConfig, sft_steps
 from lmlib.align.tasks import VerifiableTask, accuracy
 from lmlib.eval.generation import generate_completions
-from lmlib.infer import Engine
 from lmlib.stage import StageResult, check_positive
 from lmlib.tokenizer import Tokenizer
 from lmlib.train.interrupts import StopSignals
@@ -62,7 +61,7 @@ def run_expert_iteration(model_dir: Path, tokenizer_dir: Path, train: Verifiable
     tokenizer = Tokenizer.from_directory(tokenizer_dir)
     run = PolicyRun(model_dir, run_dir, config, config.rounds * config.steps, progress)
     run.resume()
-    engine = Engine(run.model, max_batch_size=min(
+    engine = run.engine(max_batch_size=min(
         config.questions_per_round * config.samples_per_question, 256))
     held_out = validation.subset(0, config.eval_problems) if validation and \
         config.eval_problems else None

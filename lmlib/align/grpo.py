@@ -36,7 +36,6 @@ from lmlib.align.losses import (
 from lmlib.align.policy import OptimizerConfig, PolicyRun, deterministic_on_cpu
 from lmlib.align.tasks import VerifiableTask, accuracy
 from lmlib.eval.generation import generate_completions
-from lmlib.infer import Engine
 from lmlib.stage import StageResult, check_positive
 from lmlib.tokenizer import Tokenizer
 from lmlib.train.interrupts import StopSignals
@@ -67,6 +66,7 @@ class GRPOConfig(OptimizerConfig):
     log_interval: int = 5
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         check_positive(self, "steps", "prompts_per_step", "group_size", "temperature",
                        "epochs_per_rollout", "micro_batch_size", "eval_interval")
         if self.group_size < 2:
@@ -119,7 +119,7 @@ def run_grpo(model_dir: Path, tokenizer_dir: Path, train: VerifiableTask,
     if config.kl_coefficient > 0:
         reference = copy.deepcopy(run.model).eval().requires_grad_(False)
     rows = config.prompts_per_step * config.group_size
-    engine = Engine(run.model, max_batch_size=min(rows, 256))
+    engine = run.engine(max_batch_size=min(rows, 256))
     held_out = validation.subset(0, config.eval_problems) if validation and \
         config.eval_problems else None
     state = run.loop_state
@@ -190,7 +190,7 @@ def _train_on_rollouts(run: PolicyRun, reference, tokenizer, config: GRPOConfig,
     slices = [slice(i, i + micro) for i in range(0, len(prompts), micro)]
     old_log_probs = None
     if config.loss_type == "grpo_clip":
-        with torch.no_grad():
+        with torch.no_grad(), run.autocast():
             old_log_probs = torch.cat([get_response_log_probs(run.model, input_ids[s],
                                                               labels[s])["log_probs"]
                                        for s in slices])
@@ -199,10 +199,11 @@ def _train_on_rollouts(run: PolicyRun, reference, tokenizer, config: GRPOConfig,
     for _ in range(config.epochs_per_rollout):
         losses, entropies, clipped = [], [], []
         for part in slices:
-            out = get_response_log_probs(run.model, input_ids[part], labels[part],
-                                         return_token_entropy=True)
+            with run.autocast():
+                out = get_response_log_probs(run.model, input_ids[part], labels[part],
+                                             return_token_entropy=True)
             if reference is not None:
-                with torch.no_grad():
+                with torch.no_grad(), run.autocast():
                     ref = get_response_log_probs(reference, input_ids[part],
                                                  labels[part])["log_probs"]
                 delta = ref - out["log_probs"]

@@ -10,7 +10,10 @@ Notable:
   RunLog (log.jsonl, console, progress callback) and StopSignals (a SIGTERM or Ctrl-C writes a
   checkpoint and raises TrainingInterrupted); deterministic kernels on CPU, as in pretraining;
 - one process, one device: the loops alternate generation (lmlib.infer.Engine over the same
-  weights) and gradient steps, which the distributed strategies do not wrap yet.
+  weights) and gradient steps, which the distributed strategies do not wrap yet;
+- `precision` as in pretraining: "auto" is bf16 on CUDA (autocast over the loops' forward
+  passes, fp32 master weights and optimizer state, and a bf16 copy of the weights for the
+  engine that every optimizer step refreshes) and fp32 on the CPU.
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ import torch
 
 from lmlib.distributed import make_strategy
 from lmlib.formats import TRAIN_LOG_FILE
+from lmlib.infer import Engine
 from lmlib.model.saved_model import load_model, save_model
 from lmlib.model.transformer import TransformerLM
 from lmlib.optim import AdamW, get_lr_cosine_schedule
@@ -35,7 +39,12 @@ from lmlib.train.checkpoint import CheckpointManager
 from lmlib.train.interrupts import StopSignals, TrainingInterrupted
 from lmlib.train.report import plot_loss_curve
 from lmlib.train.run_log import RunLog
-from lmlib.train.trainer import deterministic_kernels, resolve_device
+from lmlib.train.trainer import (
+    autocast_context,
+    autocast_dtype,
+    deterministic_kernels,
+    resolve_device,
+)
 
 
 @dataclass
@@ -51,8 +60,13 @@ class OptimizerConfig:
     device: str = "auto"
     checkpoint_interval: int = 50
     log_interval: int = 10
+    precision: str = "auto"  # auto: bf16 autocast (and a bf16 engine) on CUDA, fp32 on CPU
     # None: deterministic kernels on CPU (bitwise reproducible runs and resumes), fast on CUDA
     deterministic: bool | None = None
+
+    def __post_init__(self) -> None:
+        if self.precision not in ("auto", "bf16", "fp32"):
+            raise ValueError(f"precision must be auto, bf16 or fp32, got {self.precision!r}")
 
 
 class PolicyRun:
@@ -82,6 +96,18 @@ class PolicyRun:
         self.step = 0
         self.loop_state: dict = {}
         self.seconds: dict[str, float] = {}
+        self.engines: list[Engine] = []
+
+    def engine(self, max_batch_size: int) -> Engine:
+        """An engine over the policy, in the run's precision, kept in step with its weights."""
+        engine = Engine(self.model, max_batch_size=max_batch_size,
+                        dtype=autocast_dtype(self.device, self.config.precision))
+        self.engines.append(engine)
+        return engine
+
+    def autocast(self):
+        """The run's precision over a forward pass (bf16 autocast on CUDA under "auto")."""
+        return autocast_context(self.device, self.config.precision)
 
     def resume(self) -> bool:
         """Continues from the newest checkpoint if there is one."""
@@ -112,6 +138,8 @@ class PolicyRun:
         self.optimizer.step()
         self.optimizer.zero_grad(set_to_none=True)
         self.step += 1
+        for engine in self.engines:
+            engine.sync_weights()
         return grad_norm
 
     @contextlib.contextmanager

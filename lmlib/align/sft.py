@@ -26,7 +26,6 @@ from lmlib.align.data import PackedSFTDataset, tokenize_prompt_and_output
 from lmlib.align.losses import get_response_log_probs, masked_normalize, sft_microbatch_train_step
 from lmlib.align.policy import OptimizerConfig, PolicyRun, deterministic_on_cpu
 from lmlib.align.tasks import VerifiableTask, accuracy
-from lmlib.infer import Engine
 from lmlib.stage import StageResult, check_positive
 from lmlib.tokenizer import Tokenizer
 from lmlib.train.interrupts import StopSignals
@@ -46,6 +45,7 @@ class SFTConfig(OptimizerConfig):
     eval_problems: int = 128  # validation prompts for the accuracy (0: none)
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         check_positive(self, "steps", "batch_size", "grad_accum_steps", "learning_rate",
                        "normalize_constant", "seq_length", "eval_interval")
 
@@ -103,7 +103,8 @@ def sft_steps(run: PolicyRun, tokenizer: Tokenizer, prompts: list[str], response
             context = run.model.config.context_length
             input_ids, labels, mask = (t[:, -context:].to(run.device)
                                        for t in (input_ids, labels, mask))
-            log_probs = get_response_log_probs(run.model, input_ids, labels)["log_probs"]
+            with run.autocast():
+                log_probs = get_response_log_probs(run.model, input_ids, labels)["log_probs"]
             loss, _ = sft_microbatch_train_step(log_probs, mask, config.grad_accum_steps,
                                                 config.normalize_constant)
             loss_sum += float(loss)
@@ -148,7 +149,7 @@ def run_sft(model_dir: Path, tokenizer_dir: Path, train: VerifiableTask,
     tokenizer = Tokenizer.from_directory(tokenizer_dir)
     run = PolicyRun(model_dir, run_dir, config, config.steps, progress)
     run.resume()
-    engine = Engine(run.model, max_batch_size=64)
+    engine = run.engine(max_batch_size=64)
     held_out = validation.subset(0, config.eval_problems or 0) if validation and \
         config.eval_problems else None
 
@@ -159,8 +160,9 @@ def run_sft(model_dir: Path, tokenizer_dir: Path, train: VerifiableTask,
             record = {"kind": "eval", "step": run.step,
                       "val_accuracy": accuracy(engine, tokenizer, held_out, config.seed)}
             if held_out.responses:
-                record["val_loss"] = response_loss(run.model, tokenizer, held_out.prompts,
-                                                   held_out.responses)
+                with run.autocast():
+                    record["val_loss"] = response_loss(run.model, tokenizer,
+                                                       held_out.prompts, held_out.responses)
         run.loop_state.setdefault("curve", []).append(record)
         run.log.write(record)
 

@@ -139,6 +139,22 @@ def test_bad_configs_are_refused_with_the_field_named():
         GRPOConfig(group_size=1)
     with pytest.raises(ValueError, match="gsm8k_dir"):
         TaskConfig(task="gsm8k")
+    with pytest.raises(ValueError, match="precision"):
+        SFTConfig(precision="fp16")
+
+
+def test_under_bf16_the_engine_samples_from_a_copy_each_step_refreshes(start):
+    from lmlib.align.policy import PolicyRun
+
+    run = PolicyRun(start / "start", start / "run", GRPOConfig(precision="bf16", device="cpu"),
+                    total_steps=1)
+    engine = run.engine(max_batch_size=4)
+    assert engine.dtype == torch.bfloat16 and engine.model is not run.model
+    with run.autocast():
+        run.model(torch.tensor([[1, 2, 3]])).float().pow(2).mean().backward()
+    run.optimizer_step()
+    for trained, copied in zip(run.model.parameters(), engine.model.parameters(), strict=True):
+        assert torch.equal(trained.detach().to(torch.bfloat16), copied)
 
 
 def test_the_control_gets_the_steps_that_spend_grpos_compute(start):
