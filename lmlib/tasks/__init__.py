@@ -14,9 +14,10 @@ Notable:
   operand pair, with the exact checker `check_arithmetic`; small enough for a tiny model to
   learn, so the embedded default and the post-training work share one verifiable task.
 Loaders, prompts and the synthetic task use the standard library alone; downloads go through
-`lmlib.web.acquisition.download_file`, lmlib's one HTTP download.
+`lmlib.download.download_file`, lmlib's one HTTP download.
 """
 
+from lmlib.download import DownloadError
 from lmlib.tasks.arithmetic import (
     ArithmeticConfig,
     ArithmeticExample,
@@ -54,7 +55,6 @@ from lmlib.tasks.mmlu import (
     mmlu_prompt,
     mmlu_shots,
 )
-from lmlib.web.acquisition import DownloadError
 
 __all__ = [
     "ArithmeticConfig", "ArithmeticExample", "arithmetic_example", "check_arithmetic",

@@ -2,7 +2,7 @@
 read.
 
 Notable:
-- `download(url, dest, sha256=None)` is `lmlib.web.acquisition.download_file` (urllib only,
+- `download(url, dest, sha256=None)` is `lmlib.download.download_file` (urllib only,
   bytes into a hidden `.NAME.part` beside `dest`, renamed over it with os.replace once the
   length and checksum are right, retries with backoff on 5xx and lost connections) with progress
   logged on the "lmlib.tasks" logger. An HTTP error or a checksum mismatch raises
@@ -33,8 +33,8 @@ from collections.abc import Mapping
 from pathlib import Path, PurePosixPath
 
 from lmlib.artifacts import atomic_directory
+from lmlib.download import download_file, logging_progress
 from lmlib.tasks.mmlu import MMLU_SPLITS
-from lmlib.web.acquisition import download_file, logging_progress
 
 logger = logging.getLogger("lmlib.tasks")
 
