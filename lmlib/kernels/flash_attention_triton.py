@@ -16,6 +16,9 @@ What is notable:
   programs x iterations) and 16-bit tiles are upcast to float32, since the interpreter's bf16
   `tl.dot` is wrong.
 - Head dims that are not powers of two are zero-padded (scores and outputs are unchanged).
+- O, dQ, dK and dV are (batch, heads, seq, dim) views of (batch, seq, heads, dim) memory, the
+  layout the model's projections read and write, so no transposing copy surrounds the kernels
+  (the kernels take any strides with a unit stride on the head dim).
 - Kernel launches are wrapped as `torch.library` custom ops, so `torch.compile` treats them as
   opaque calls and traces the autograd Function around them.
 """
@@ -410,6 +413,14 @@ def _tuning_shape(q: torch.Tensor, seq_k: int, is_causal: bool) -> str:
             f"bucket {_seq_bucket(q.shape[2], seq_k)}")
 
 
+def _sequence_major(t: torch.Tensor) -> torch.Tensor:
+    """An empty (batch, heads, seq, dim) tensor laid out as (batch, seq, heads, dim) in memory:
+    the model's own layout, so O feeds the output projection and dQ, dK, dV flow back into the
+    q/k/v projections as views, with no transposing copy on either side."""
+    batch, heads, seq, dim = t.shape
+    return t.new_empty((batch, seq, heads, dim)).transpose(1, 2)
+
+
 def _size_class(head_dim: int) -> str:
     return "256" if head_dim > 128 else "up_to_128"
 
@@ -420,7 +431,7 @@ def _forward_op(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     batch, heads, seq_q, _ = q.shape
     seq_k = k.shape[2]
-    out = torch.empty_like(q, memory_format=torch.contiguous_format)
+    out = _sequence_major(q)
     lse = torch.empty((batch, heads, seq_q), device=q.device, dtype=torch.float32)
     kernel = _FWD[_size_class(q.shape[-1])]
 
@@ -437,7 +448,7 @@ def _forward_op(
 
 @_forward_op.register_fake
 def _forward_fake(q, k, v, is_causal, sm_scale):
-    out = torch.empty_like(q, memory_format=torch.contiguous_format)
+    out = _sequence_major(q)
     return out, q.new_empty(q.shape[:-1], dtype=torch.float32)
 
 
@@ -462,9 +473,7 @@ def _backward_op(
         out, grad_out, delta, *_strides(out), *_strides(grad_out), heads, seq_q,
         HEAD_DIM=head_dim, BLOCK_M=delta_block,
     )  # fmt: skip
-    grad_q = torch.empty_like(q, memory_format=torch.contiguous_format)
-    grad_k = torch.empty_like(k, memory_format=torch.contiguous_format)
-    grad_v = torch.empty_like(v, memory_format=torch.contiguous_format)
+    grad_q, grad_k, grad_v = _sequence_major(q), _sequence_major(k), _sequence_major(v)
     meta = _common_meta(q, is_causal)
     bucket = _seq_bucket(seq_q, seq_k)
     size = _size_class(head_dim)
@@ -494,11 +503,7 @@ def _backward_op(
 
 @_backward_op.register_fake
 def _backward_fake(grad_out, q, k, v, out, lse, is_causal, sm_scale):
-    return (
-        torch.empty_like(q, memory_format=torch.contiguous_format),
-        torch.empty_like(k, memory_format=torch.contiguous_format),
-        torch.empty_like(v, memory_format=torch.contiguous_format),
-    )
+    return _sequence_major(q), _sequence_major(k), _sequence_major(v)
 
 
 # ----------------------------------------------------------------------------- public API
