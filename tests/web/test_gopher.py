@@ -1,6 +1,8 @@
-"""Gopher quality rules at both sides of every boundary; repetition rules and their stats."""
+"""Gopher quality rules at both sides of every boundary, their fast stats against the plain
+definitions; repetition rules and their stats."""
 
 import pytest
+import regex
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -8,6 +10,7 @@ from lmlib.web.gopher import (
     DUPLICATE_FRACTION_LIMITS,
     DUPLICATE_NGRAM_LIMITS,
     TOP_NGRAM_LIMITS,
+    GopherQualityStats,
     gopher_quality_filter,
     gopher_quality_stats,
     gopher_repetition_failures,
@@ -102,6 +105,40 @@ def test_alphabetic_count_matches_the_definition(text):
     if split:
         with_letter = sum(any(ch.isalpha() for ch in word) for word in split)
         assert stats.alphabetic_word_fraction == with_letter / len(split)
+
+
+def plain_quality_stats(text):
+    """The quality stats by the module docstring's definitions, one word and line at a time."""
+    words = text.split()
+    if not words:
+        return GopherQualityStats(0, 0.0, 0.0, 0.0)
+    with_letter = sum(1 for word in words if regex.search(r"\p{L}", word))
+    lines = [line.rstrip() for line in text.splitlines() if line.rstrip()]
+    ellipsis_lines = sum(line.endswith(("...", "…")) for line in lines)
+    return GopherQualityStats(len(words), sum(map(len, words)) / len(words),
+                              ellipsis_lines / len(lines) if lines else 0.0,
+                              with_letter / len(words))
+
+
+def test_quality_stats_equal_the_plain_definition_on_real_pages(real_texts):
+    for text in real_texts:
+        assert gopher_quality_stats(text) == plain_quality_stats(text), text[:200]
+
+
+# Every kind of whitespace str.split() knows (line breaks of str.splitlines() among them, and
+# "\r\n"), ellipses, letters outside Latin-1 and of a newer Unicode than Python's (U+31350),
+# digits, punctuation, a lone surrogate and an emoji.
+GOPHER_PIECES = [" ", "  ", "\n", "\r\n", "\r", "\t", "\x0b", "\x0c", "\x1c", "\x1d", "\x1e",
+                 "\x1f", "\x85", "\xa0", "\u2028", "\u2029", "\u3000", "...", "…", ".", "....",
+                 "a", "word", "é", "ß", "中文", "\U00031350", "1", "42", "²", "٣", "-", "(1)", "!?",
+                 "\ud800", "\U0001f600"]
+GOPHER_TEXTS = st.lists(st.sampled_from(GOPHER_PIECES), max_size=40).map("".join)
+
+
+@settings(max_examples=2000, deadline=None)
+@given(GOPHER_TEXTS)
+def test_quality_stats_equal_the_plain_definition(text):
+    assert gopher_quality_stats(text) == plain_quality_stats(text)
 
 
 def test_empty_text_fails():

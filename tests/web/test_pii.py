@@ -1,11 +1,22 @@
-"""PII masking: exact placeholders and replacement counts for every form."""
+"""PII masking: exact placeholders and replacement counts for every form; the screened masks
+equal their full patterns tried at every position."""
+
+import re
 
 import pytest
+import regex
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from lmlib.web.pii import (
+    _EMAIL,
+    _IPV4,
+    _IPV6_CANDIDATE,
+    _PHONE,
     EMAIL_PLACEHOLDER,
     IP_PLACEHOLDER,
     PHONE_PLACEHOLDER,
+    _is_ipv6_address,
     mask_emails,
     mask_ips,
     mask_ipv6,
@@ -119,3 +130,61 @@ def test_mask_pii_counts_each_kind_and_is_idempotent():
     assert counts == {"email": 1, "phone": 1, "ip": 2}
     assert mask_pii(masked) == (masked, {"email": 0, "phone": 0, "ip": 0})
     assert mask_pii(text, ipv6=False)[1] == {"email": 1, "phone": 1, "ip": 1}
+
+
+# --- the masks try each full pattern only where a screen says a match could start ----------
+
+
+def plain_ipv6(text):
+    """mask_ipv6 by its definition: the candidate pattern at every position, then validation."""
+    replaced = 0
+
+    def replace(match):
+        nonlocal replaced
+        if _is_ipv6_address(match.group(0)):
+            replaced += 1
+            return IP_PLACEHOLDER
+        return match.group(0)
+
+    return _IPV6_CANDIDATE.sub(replace, text), replaced
+
+
+PLAIN_MASKS = [
+    (mask_emails, lambda text: _EMAIL.subn(EMAIL_PLACEHOLDER, text)),
+    (mask_phone_numbers, lambda text: _PHONE.subn(PHONE_PLACEHOLDER, text)),
+    (mask_ips, lambda text: _IPV4.subn(IP_PLACEHOLDER, text)),
+    (mask_ipv6, plain_ipv6),
+]
+
+
+def test_masks_equal_their_patterns_tried_at_every_position_on_real_pages(real_texts):
+    found = [0] * len(PLAIN_MASKS)
+    for text in real_texts:
+        for index, (mask, plain) in enumerate(PLAIN_MASKS):
+            result = mask(text)
+            assert result == plain(text), (mask.__name__, text[:200])
+            found[index] += result[1]
+    assert all(found), found  # the pages hold every kind, so every path ran
+
+
+# Pieces of addresses and numbers, and characters that join or break them up; Arabic-Indic and
+# superscript digits, since the screens (regex) and the patterns (re) have their own `\d`.
+PII_PIECES = ["283", "182", "3829", "2831823829", "415", "1", "+1", "+", "(", ")", " ", "-", ".",
+              "..", "192", "168", "10", "0", "255", "256", "01", "4", "10.0.0.1", "1.2.3", ".4",
+              "@", "a", "jo", "b.com", "x.org", "jo@x.org", "a.b@c-d.co.uk", "-y", "_", "%", ":",
+              "::", "fe80", "db8", "2001", "ff", "12:30", "\n", "٣٤٥", "²", "é"]
+PII_TEXTS = st.lists(st.one_of(st.sampled_from(PII_PIECES), st.text("0123456789.:@ -(a", max_size=3)),
+                     max_size=30).map("".join)
+
+
+@settings(max_examples=3000, deadline=None)
+@given(PII_TEXTS)
+def test_masks_equal_their_patterns_tried_at_every_position(text):
+    for mask, plain in PLAIN_MASKS:
+        assert mask(text) == plain(text), mask.__name__
+
+
+def test_screen_digits_include_every_digit_of_the_patterns():
+    """The screens (regex) may only find more places than the patterns (re) could match."""
+    digits = "".join(chr(c) for c in range(0x110000) if not 0xD800 <= c < 0xE000)
+    assert set(re.findall(r"\d", digits)) <= set(regex.findall(r"\d", digits))
