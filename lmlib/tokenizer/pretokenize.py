@@ -13,18 +13,28 @@ Notable:
   byte range, so the parent never holds more than the pre-token counts: memory stays bounded on
   files of many GB. Counts come back in chunk order, so training sees the same sequence on
   every run.
+- `bpe_core` loads lmlib/native/bpe_encode.c (the encoder's C core) and gives it the code point
+  classes of the patterns in `NATIVE_PATTERNS`, read from the `regex` module at run time
+  (`character_class_ranges`, `contraction_case_folds`), so C and Python split alike;
+  `native_pretoken_ends` is its pre-tokenizer alone, for counting.
 """
 
 from __future__ import annotations
 
+import ctypes
+import functools
 import os
+from array import array
 from collections import Counter
 from collections.abc import Callable, Iterator
 from functools import partial
+from itertools import chain
 from pathlib import Path
 
+import numpy as np
 import regex
 
+from lmlib import native
 from lmlib.parallel import ordered_map
 
 GPT2_PATTERN = r"""'(?:[sdmt]|ll|ve|re)| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+"""
@@ -41,6 +51,11 @@ QWEN2_PATTERN = (r"""(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}
 # a non-space character starts one, so text cuts before such a space; and a pre-token depends on
 # at most the two after it, so all but the last two pre-tokens of a text are final.
 SPACE_CUT_PATTERNS = frozenset({GPT2_PATTERN, LLAMA3_PATTERN, QWEN2_PATTERN})
+# the character classes the patterns tell apart, numbered as in lmlib/native/bpe_encode.c
+CLASS_OTHER, CLASS_LETTER, CLASS_NUMBER, CLASS_SPACE = range(4)
+_CLASS_PATTERNS = ((CLASS_LETTER, r"\p{L}+"), (CLASS_NUMBER, r"\p{N}+"), (CLASS_SPACE, r"\s+"))
+# the patterns the C core splits with, by its number for them (PATTERN_* in bpe_encode.c)
+NATIVE_PATTERNS = {GPT2_PATTERN: 0, LLAMA3_PATTERN: 1, QWEN2_PATTERN: 2}
 
 DEFAULT_CHUNK_BYTES = 8 << 20
 # how far to look past a desired boundary for a special token or a safe newline
@@ -54,6 +69,91 @@ def special_token_regex(special_tokens: list[str] | tuple[str, ...]) -> regex.Pa
         return None
     ordered = sorted(set(special_tokens), key=lambda token: (-len(token), token))
     return regex.compile("|".join(regex.escape(token) for token in ordered))
+
+
+@functools.cache
+def character_class_ranges() -> tuple[tuple[int, int, int], ...]:
+    """(first code point, last + 1, class) of every run of letters (\\p{L}), numbers (\\p{N}) and
+    whitespace (\\s) as the `regex` module sees them; other code points are CLASS_OTHER. A C
+    pre-tokenizer built from these splits exactly as `PRETOKEN_REGEX` does, whatever Unicode
+    version the installed `regex` has (a table committed to the repository could drift)."""
+    every_code_point = np.arange(0x110000, dtype="<u4").tobytes().decode("utf-32-le",
+                                                                          "surrogatepass")
+    ranges = sorted((*match.span(), cls) for cls, pattern in _CLASS_PATTERNS
+                    for match in regex.finditer(pattern, every_code_point))
+    if any(end > next_start for (_, end, _), (next_start, _, _) in zip(ranges, ranges[1:])):
+        raise RuntimeError("the regex module's \\p{L}, \\p{N} and \\s overlap: the C "
+                           "pre-tokenizer cannot follow GPT-2's pattern")
+    return tuple(ranges)
+
+
+@functools.cache
+def contraction_case_folds() -> tuple[tuple[int, int], ...]:
+    """(code point, ASCII letter) for every code point that a letter of Llama 3's and Qwen2's
+    case-insensitive contractions matches, as the `regex` module decides (U+017F for "s")."""
+    every_code_point = np.arange(0x110000, dtype="<u4").tobytes().decode("utf-32-le",
+                                                                          "surrogatepass")
+    return tuple((ord(found), ord(letter)) for found in regex.findall("(?i:[stremvld])",
+                                                                      every_code_point)
+                 for letter in "stremvld" if regex.fullmatch(f"(?i:{letter})", found))
+
+
+def bpe_core(pattern: str = GPT2_PATTERN) -> ctypes.CDLL | None:
+    """The C core lmlib/native/bpe_encode.c with its signatures and the tables that pattern needs
+    set (once per process), or None where it is not to be had (no compiler, LMPIPE_NATIVE=0)."""
+    if not native.enabled():
+        return None
+    library = native.load("bpe_encode")
+    if library is None:
+        return None
+    if not getattr(library, "lmlib_ready", False):
+        _prepare(library)
+    if pattern != GPT2_PATTERN and not getattr(library, "lmlib_case_folds", False):
+        # only Llama 3's and Qwen2's contractions ignore case
+        folds = array("i", chain.from_iterable(contraction_case_folds()))
+        if library.bpe_set_case_folds(folds.buffer_info()[0], len(folds) // 2) != 0:
+            raise RuntimeError("bpe_encode.c refused the case folds of the regex module")
+        library.lmlib_case_folds = True
+    return library
+
+
+def _prepare(library: ctypes.CDLL) -> None:
+    """Declares the C core's signatures and gives it the character classes."""
+    pointer, size = ctypes.c_void_p, ctypes.c_int64
+    library.bpe_set_classes.argtypes = [pointer, size]
+    library.bpe_set_case_folds.argtypes = [pointer, size]
+    library.bpe_encoder_new.argtypes = [pointer] * 5 + [size, size, size]
+    library.bpe_encoder_new.restype = pointer
+    library.bpe_encoder_set_whole_tokens.argtypes = [pointer, ctypes.c_char_p, pointer, pointer,
+                                                     size]
+    library.bpe_encoder_free.argtypes = [pointer]
+    library.bpe_encoder_free.restype = None
+    library.bpe_encode.argtypes = [pointer, ctypes.c_char_p, size]
+    library.bpe_encode.restype = size
+    library.bpe_encoder_ids.argtypes = [pointer]
+    library.bpe_encoder_ids.restype = pointer
+    library.bpe_pretokenize.argtypes = [ctypes.c_char_p, size, pointer, size]
+    library.bpe_pretokenize.restype = size
+    library.bpe_pretokenize_pattern.argtypes = [size, ctypes.c_char_p, size, pointer, size]
+    library.bpe_pretokenize_pattern.restype = size
+    ranges = array("i", chain.from_iterable(character_class_ranges()))
+    if library.bpe_set_classes(ranges.buffer_info()[0], len(ranges) // 3) != 0:
+        raise RuntimeError("bpe_encode.c refused the character classes of the regex module")
+    library.lmlib_ready = True
+
+
+def native_pretoken_ends(data: bytes, pattern: str = GPT2_PATTERN) -> array | None:
+    """End offsets (array of int64) of the pre-tokens of UTF-8 data under pattern (one of
+    `NATIVE_PATTERNS`), cut in C exactly where the regex's findall cuts the decoded text; None
+    where the C core is not to be had."""
+    library = bpe_core(pattern)
+    if library is None:
+        return None
+    ends = array("q", [0]) * len(data)  # a pre-token holds at least one byte
+    count = library.bpe_pretokenize_pattern(NATIVE_PATTERNS[pattern], data, len(data),
+                                            ends.buffer_info()[0], len(data))
+    del ends[count:]
+    return ends
 
 
 def split_keeping_gaps(pattern: regex.Pattern, text: str) -> list[str]:

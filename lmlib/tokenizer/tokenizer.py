@@ -7,9 +7,9 @@ Notable:
   normalized, then split. The fast paths below rely on properties of the pattern that hold for
   those in `SPACE_CUT_PATTERNS`; any other pattern splits with the regex alone, and a stream is
   then cut only at special tokens.
-- The hot loop is C-level: `str.split(" ")` cuts the text into words, a dict with `__missing__`
-  maps each word (with its leading space) to its ids, and `chain.from_iterable` flattens. In the
-  GPT-2 pattern a space followed by a non-space character always starts a pre-token, and a
+- On the pure-Python path the hot loop is C-level: `str.split(" ")` cuts the text into words, a
+  dict with `__missing__` maps each word (with its leading space) to its ids, and
+  `chain.from_iterable` flattens. In the GPT-2 pattern a space followed by a non-space character always starts a pre-token, and a
   non-space character followed by a space always ends one, so a word with no whitespace at its
   edges encodes the same alone as in context. The other words (empty ones from double spaces,
   indentation, the first word) are grouped and go through `regex.findall` and a pre-token cache.
@@ -20,6 +20,12 @@ Notable:
   `ignore_merges` (Llama 3's files) a pre-token that is itself a token is that one token, as
   tiktoken does, whatever the merges would make of it.
 - Special tokens match longest first; they are encoded as one id and never merged.
+- With GPT-2's, Llama 3's or Qwen2's pattern the text between special tokens (normalized first,
+  if asked) goes to a C core, lmlib/native/bpe_encode.c: the same pre-tokenization and merges
+  with a cache of its own, about 8x faster on text it has not seen. It is built per process on
+  first use, never pickled, and serialized by a lock (the call releases the GIL). Where no
+  compiler is present, LMPIPE_NATIVE=0 is set or the pattern is another, the pure-Python path
+  below encodes, with identical ids; `uses_native_core` says which path a tokenizer takes.
 - `encode_iterable` holds back only the text whose pre-tokens could still change when more
   text arrives (the last two pre-tokens and a possible partial special token), so it yields
   exactly `encode("".join(chunks))` in constant memory. Under NFC it cuts only where more text
@@ -28,8 +34,11 @@ Notable:
 
 from __future__ import annotations
 
+import ctypes
 import json
+import threading
 import unicodedata
+from array import array
 from collections.abc import Iterable, Iterator
 from itertools import chain
 from pathlib import Path
@@ -40,7 +49,9 @@ from lmlib.formats import MERGES_FILE, TOKENIZER_CONFIG_FILE, VOCAB_FILE
 from lmlib.tokenizer.gpt2_files import load_merges, load_vocab, save_vocab_and_merges
 from lmlib.tokenizer.pretokenize import (
     GPT2_PATTERN,
+    NATIVE_PATTERNS,
     SPACE_CUT_PATTERNS,
+    bpe_core,
     pretoken_splitter,
     special_token_regex,
 )
@@ -75,6 +86,57 @@ class _Cache(dict):
         value = self._compute(key)
         self[key] = value
         return value
+
+
+class _NativeEncoder:
+    """One tokenizer's encoder in the C core: GPT-2's pattern, the merges and a pre-token cache.
+
+    Calls are serialized by a lock: the C cache is not thread-safe, and ctypes releases the GIL.
+    """
+
+    def __init__(self, library: ctypes.CDLL, pattern: str, byte_ids: list[int],
+                 merge_ranks: dict[tuple[int, int], tuple[int, int]],
+                 whole_tokens: dict[bytes, int] | None):
+        self._library = library
+        self._lock = threading.Lock()
+        pairs = list(merge_ranks)
+        columns = (array("i", byte_ids), array("i", [left for left, _ in pairs]),
+                   array("i", [right for _, right in pairs]),
+                   array("i", [rank for rank, _ in merge_ranks.values()]),
+                   array("i", [merged for _, merged in merge_ranks.values()]))
+        ranks = max((rank for rank, _ in merge_ranks.values()), default=-1) + 1
+        self._handle = library.bpe_encoder_new(*(column.buffer_info()[0] for column in columns),
+                                               len(pairs), ranks, NATIVE_PATTERNS[pattern])
+        if not self._handle:
+            raise MemoryError("bpe_encode.c could not build the encoder (out of memory?)")
+        if whole_tokens is not None:
+            tokens = list(whole_tokens)
+            offsets = array("q", [0])
+            for token in tokens:
+                offsets.append(offsets[-1] + len(token))
+            ids = array("i", whole_tokens.values())
+            if library.bpe_encoder_set_whole_tokens(self._handle, b"".join(tokens),
+                                                    offsets.buffer_info()[0],
+                                                    ids.buffer_info()[0], len(tokens)):
+                raise MemoryError("bpe_encode.c could not store the whole tokens")
+
+    def __del__(self) -> None:
+        if getattr(self, "_handle", None):
+            self._library.bpe_encoder_free(self._handle)
+            self._handle = None
+
+    def encode(self, text: str) -> list[int]:
+        data = text.encode("utf-8")
+        if not data:
+            return []
+        ids = array("i")
+        with self._lock:
+            count = self._library.bpe_encode(self._handle, data, len(data))
+            if count < 0:
+                raise MemoryError(f"bpe_encode.c ran out of memory on {len(data)} bytes")
+            ids.frombytes(memoryview((ctypes.c_int32 * count).from_address(
+                self._library.bpe_encoder_ids(self._handle))).cast("B"))
+        return ids.tolist()
 
 
 class Tokenizer:
@@ -136,6 +198,39 @@ class Tokenizer:
         self._word_cache = _Cache(self._encode_word)
         self._findall = pretoken_splitter(self.pattern)
         self._cuts_at_spaces = self.pattern in SPACE_CUT_PATTERNS
+        self._native: _NativeEncoder | None = None  # built on first use, in each process
+        self._native_checked = False
+
+    def __getstate__(self) -> dict:
+        """Pickles without the C encoder and the caches: a worker process builds its own encoder
+        on first use, and a warm cache would only make the pickle larger."""
+        state = self.__dict__.copy()
+        for name in ("_native", "_pretoken_cache", "_word_cache"):
+            del state[name]
+        state["_native_checked"] = False
+        return state
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+        self._native = None
+        self._pretoken_cache = _Cache(self._whole_token_or_bpe if self.ignore_merges else self._bpe)
+        self._word_cache = _Cache(self._encode_word)
+
+    @property
+    def uses_native_core(self) -> bool:
+        """Whether encoding runs in the C core (else in pure Python, with the same ids)."""
+        return self._native_encoder() is not None
+
+    def _native_encoder(self) -> _NativeEncoder | None:
+        if not self._native_checked:
+            self._native_checked = True
+            if self.pattern in NATIVE_PATTERNS:
+                library = bpe_core(self.pattern)
+                if library is not None:
+                    self._native = _NativeEncoder(
+                        library, self.pattern, self._byte_ids, self._merge_ranks,
+                        self._token_to_id if self.ignore_merges else None)
+        return self._native
 
     # --- files -------------------------------------------------------------------------------
 
@@ -249,6 +344,9 @@ class Tokenizer:
         pattern allows it."""
         if self.normalization is not None:
             text = unicodedata.normalize(self.normalization, text)
+        encoder = self._native if self._native_checked else self._native_encoder()
+        if encoder is not None:
+            return encoder.encode(text)
         if not self._cuts_at_spaces:
             return self._encode_pretokens(text)
         return self._encode_words(text)

@@ -76,9 +76,12 @@ def test_gpt2_files_reproduce_tiktoken_ids_on_real_text(gpt2_tokenizer, tiktoken
 
 
 @settings(max_examples=150, deadline=None)
-@given(st.text(max_size=200))
+@given(st.text(st.characters(exclude_categories=("Cs", "Cn")), max_size=200))
 def test_gpt2_matches_tiktoken_on_arbitrary_unicode(gpt2_tokenizer, tiktoken_gpt2, text):
-    assert gpt2_tokenizer.encode(text) == tiktoken_gpt2.encode(text, disallowed_special=())
+    # hypothesis draws string literals of the code base too, "<|endoftext|>" among them. Code
+    # points unassigned in Python's Unicode tables are left out: the regex module's newer tables
+    # make some letters that tiktoken's do not
+    assert gpt2_tokenizer.encode(text) == tiktoken_gpt2.encode(text, allowed_special={EOT})
 
 
 @settings(max_examples=200, deadline=None)
