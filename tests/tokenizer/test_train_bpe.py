@@ -3,6 +3,7 @@ from collections import Counter
 import pytest
 
 from lmlib.tokenizer import train_bpe
+from lmlib.tokenizer.bpe_training import balanced_chunk_bytes
 from lmlib.tokenizer.pretokenize import chunk_boundaries, count_file_pretokens, count_pretokens
 from tests.conftest import shared_path
 from tests.tokenizer.reference_bpe import reference_train_bpe
@@ -43,6 +44,15 @@ def test_parallel_chunked_training_matches_single_chunk(tmp_path):
     single = train_bpe(path, 600, [EOT], workers=1, chunk_bytes=1 << 30)
     parallel = train_bpe(path, 600, [EOT], workers=2, chunk_bytes=20_000)
     assert parallel == single
+
+
+def test_chunks_are_shared_evenly_between_workers():
+    # 11 MB on two workers: two chunks of 5.5 MB, not 8 + 3 MB; 30 MB: four chunks, at most 8 MiB
+    assert balanced_chunk_bytes(11_000_000, 2, serial_below=1 << 20) == 5_500_000
+    assert balanced_chunk_bytes(30_000_000, 2, serial_below=1 << 20) == 7_500_000
+    assert balanced_chunk_bytes(30_000_000, 16, serial_below=1 << 20) == 1_875_000
+    # a small file is one chunk, counted without starting a pool
+    assert balanced_chunk_bytes(11_000_000, 2, serial_below=16 << 20) == 11_000_000
 
 
 def test_chunk_boundaries_without_special_tokens_keep_pretoken_counts(tmp_path):
