@@ -1,7 +1,7 @@
 """Benchmark lmlib.tokenizer against HF `tokenizers` (BPE training) and tiktoken (encoding).
 
     .venv/bin/python benchmarks/bench_tokenizer.py [--megabytes 50] [--vocab-sizes 10000 32000]
-        [--encode-megabytes 11] [--skip-training]
+        [--encode-megabytes 11] [--skip-training] [--all-shared-text]
 
 What it measures, in one run on the same machine:
 1. BPE training time at each vocabulary size on the same >= 50 MB text: `lmlib.tokenizer.train_bpe`
@@ -26,11 +26,17 @@ different seeded document order each time until it reaches the requested size. D
 joined by <|endoftext|>. The repetition makes every pre-token count a multiple of the number of
 copies and keeps the number of unique pre-tokens that of ~11 MB of text, which favours trainers
 that work on unique pre-tokens (both do) and makes the pair statistics unlike a real 50 MB corpus.
+`--all-shared-text` instead trains on the largest unique text ../shared/data holds (about
+30 MB, written once): those documents plus MATH's and GSM8K's problems and solutions (MATH-500
+is drawn from MATH and left out), every MMLU question with its options and answer, and the
+text of the other crawl samples (resiliparse for WARC responses, WET records as they are);
+exact duplicate documents are dropped, and the order is a seeded shuffle.
 """
 
 from __future__ import annotations
 
 import argparse
+import csv
 import datetime
 import gzip
 import json
@@ -71,7 +77,43 @@ def _python_docs_texts() -> list[str]:
     return texts
 
 
-def build_corpus(path: Path, megabytes: float) -> dict:
+def _crawl_texts() -> list[str]:
+    """The text of the crawl samples other than python-docs (already in the default text)."""
+    from fastwarc.warc import ArchiveIterator, WarcRecordType
+    from resiliparse.extract.html2text import extract_plain_text
+
+    texts = []
+    kinds = WarcRecordType.response | WarcRecordType.conversion
+    for path in sorted(_shared("data/crawl").glob("*.warc*.gz")):
+        if "python-docs" in path.name or path.name.endswith(".wat.gz"):
+            continue
+        with path.open("rb") as handle:
+            for record in ArchiveIterator(handle, record_types=kinds):
+                data = record.reader.read().decode("utf-8", errors="replace")
+                texts.append(data if record.record_type == WarcRecordType.conversion
+                             else extract_plain_text(data, main_content=False))
+    return texts
+
+
+def _benchmark_texts() -> list[str]:
+    """MATH and GSM8K problems with solutions, MMLU questions with options and answers."""
+    texts = []
+    for path in sorted(_shared("data/math").glob("*/*.jsonl")):
+        if path.parent.name == "math500":  # drawn from MATH
+            continue
+        for line in path.open(encoding="utf-8"):
+            record = json.loads(line)
+            texts.append("\n".join(str(record[key]) for key in
+                                   ("problem", "solution", "question", "answer") if key in record))
+    for path in sorted(_shared("data/mmlu").glob("*/*.csv")):
+        with path.open(encoding="utf-8", newline="") as handle:
+            for row in csv.reader(handle):
+                options = "\n".join(f"{c}. {a}" for c, a in zip("ABCD", row[1:5], strict=True))
+                texts.append(f"{row[0]}\n{options}\nAnswer: {row[-1]}")
+    return texts
+
+
+def build_corpus(path: Path, megabytes: float, all_shared_text: bool = False) -> dict:
     """Write the benchmark text (see the module docstring) and describe it."""
     documents = []
     with gzip.open(_shared("data/text/enwiki-excerpt.jsonl.gz"), "rt", encoding="utf-8") as f:
@@ -80,14 +122,17 @@ def build_corpus(path: Path, megabytes: float) -> dict:
     documents += _shared("data/text/tinystories_sample.txt").read_text("utf-8").split(EOT)
     documents += _shared("data/text/corpus.en").read_text("utf-8").split("\n\n")
     documents += _python_docs_texts()
-    documents = [d.replace(EOT, "") for d in documents if d.strip()]
+    if all_shared_text:
+        documents += _benchmark_texts() + _crawl_texts()
+        megabytes = 0.0  # one copy
+    documents = list(dict.fromkeys(d.replace(EOT, "") for d in documents if d.strip()))
     unique_bytes = sum(len(d.encode()) for d in documents)
     copy_bytes = unique_bytes + len(documents) * len(EOT.encode())
     target = int(megabytes * 1e6)
     written, copies = 0, 0
     rng = random.Random(0)
     with path.open("w", encoding="utf-8") as handle:
-        while written < target:
+        while written < target or not copies:
             order = documents[:]
             rng.shuffle(order)
             for document in order:
@@ -248,6 +293,8 @@ def main() -> None:
                              "up to ~11 MB no document repeats, so no cache is flattered)")
     parser.add_argument("--vocab-sizes", type=int, nargs="+", default=[10_000, 32_000])
     parser.add_argument("--workers", type=int, default=os.cpu_count())
+    parser.add_argument("--all-shared-text", action="store_true",
+                        help="train on the largest unique text of ../shared/data (about 30 MB)")
     parser.add_argument("--skip-training", action="store_true",
                         help="measure encoding only (then --megabytes 11 gives one unique copy)")
     parser.add_argument("--task", help=argparse.SUPPRESS)
@@ -264,7 +311,7 @@ def main() -> None:
     workers = args.workers
     with tempfile.TemporaryDirectory(prefix="bench_tokenizer_") as scratch:
         corpus = Path(scratch) / "corpus.txt"
-        described = build_corpus(corpus, args.megabytes)
+        described = build_corpus(corpus, args.megabytes, args.all_shared_text)
         encode_text = Path(scratch) / "encode.txt"
         with corpus.open("rb") as source:
             encode_text.write_bytes(source.read(int(args.encode_megabytes * 1e6)).rsplit(
