@@ -20,7 +20,8 @@ from transformers, saved as safetensors, loaded by lmlib.hf.load, then two GRPO 
 options a user would pick on one H200: bf16 autocast with fp32 master weights, a bf16 engine,
 8 questions x 8 samples, micro-batches of 8, the clipped loss, FlashAttention (ours). Its
 tokenizer is GPT-2's padded to the vocabulary with placeholder tokens (a random model samples
-every id). Reported: seconds per step split, peak GPU memory.
+every id; they are special tokens, so a sampled one re-encodes to its own id). Reported:
+seconds per step split, peak GPU memory.
 """
 
 import argparse
@@ -57,10 +58,12 @@ QWEN_MATH_1_5B = dict(
 def gpt2_tokenizer(gpt2_dir: Path, vocab_size: int | None = None) -> Tokenizer:
     tokenizer = Tokenizer.from_files(gpt2_dir / "gpt2_vocab.json", gpt2_dir / "gpt2_merges.txt",
                                      ["<|endoftext|>"])
-    if vocab_size:  # placeholders that only decode: no merge makes them
-        vocab = dict(tokenizer.vocab)
-        vocab.update({i: f"<|unused_{i}|>".encode() for i in range(len(vocab), vocab_size)})
-        tokenizer = Tokenizer(vocab, tokenizer.merges, ["<|endoftext|>"])
+    if vocab_size:  # placeholders up to the model's vocabulary, special tokens so that a
+        # sampled placeholder re-encodes to its own id (as plain text it would take ~8 tokens,
+        # and the responses the loop re-tokenizes would grow eightfold)
+        placeholders = [f"<|unused_{i}|>" for i in range(len(tokenizer.vocab), vocab_size)]
+        tokenizer = Tokenizer(dict(tokenizer.vocab), tokenizer.merges,
+                              ["<|endoftext|>", *placeholders])
     return tokenizer
 
 

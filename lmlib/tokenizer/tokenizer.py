@@ -166,12 +166,13 @@ class Tokenizer:
         self.merges: list[tuple[bytes, bytes]] = list(merges)
         self.special_tokens: list[str] = list(dict.fromkeys(special_tokens or []))
         self._token_to_id: dict[bytes, int] = {token: i for i, token in self.vocab.items()}
+        next_id = max(self.vocab, default=-1) + 1
         for token in self.special_tokens:
             encoded = token.encode("utf-8")
             if encoded not in self._token_to_id:  # a special token not in the vocabulary: append
-                new_id = max(self.vocab, default=-1) + 1
-                self.vocab[new_id] = encoded
-                self._token_to_id[encoded] = new_id
+                self.vocab[next_id] = encoded
+                self._token_to_id[encoded] = next_id
+                next_id += 1
         missing = [byte for byte in range(256) if bytes([byte]) not in self._token_to_id]
         if missing:
             raise ValueError(
