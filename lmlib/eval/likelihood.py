@@ -127,16 +127,32 @@ def score_continuations(model: TransformerLM | LogitsModel,
         batch = ordered[start : start + batch_size]
         positions = [sorted({p for _, first, cont in targets for p in range(first, first + len(cont))})
                      for _, targets in batch]
-        for (_, targets), row_positions, scores in zip(
-                batch, positions, scorer.log_probs([ids for ids, _ in batch], positions),
-                strict=True):
-            at = {position: i for i, position in enumerate(row_positions)}
+        scores = torch.cat(scorer.log_probs([ids for ids, _ in batch], positions))
+        # every continuation token of the batch at once: its score row, its id, its request
+        # (one transfer to the host per batch, not two per request)
+        score_rows, token_ids, owners, places, indices, offset = [], [], [], [], [], 0
+        for (_, targets), row_positions in zip(batch, positions, strict=True):
+            at = {position: offset + i for i, position in enumerate(row_positions)}
             for index, first, continuation in targets:
-                picked = scores[[at[first + i] for i in range(len(continuation))]]
-                wanted = torch.tensor(continuation, device=picked.device)
-                logprob = picked.gather(-1, wanted[:, None]).sum()
-                greedy = bool((picked.argmax(dim=-1) == wanted).all())
-                results[index] = ContinuationScore(float(logprob), greedy, len(continuation))
+                score_rows += [at[first + i] for i in range(len(continuation))]
+                token_ids += continuation
+                owners += [len(indices)] * len(continuation)
+                places += range(len(continuation))
+                indices.append(index)
+            offset += len(row_positions)
+        rows_at = torch.tensor(score_rows, device=scores.device)
+        wanted = torch.tensor(token_ids, device=scores.device)
+        # (request, token) tables summed along a row: the same sum in the same order on every
+        # run (an index_add would sum in whatever order the GPU's atomics land)
+        where = (torch.tensor(owners, device=scores.device),
+                 torch.tensor(places, device=scores.device))
+        table = torch.zeros(len(indices), max(places) + 1, device=scores.device)
+        logprobs = table.index_put(where, scores[rows_at, wanted]).sum(dim=-1)
+        missed = (scores[rows_at].argmax(dim=-1) != wanted).to(table.dtype)
+        misses = table.index_put(where, missed).sum(dim=-1)
+        for index, logprob, miss in zip(indices, logprobs.tolist(), misses.tolist(), strict=True):
+            results[index] = ContinuationScore(logprob, miss == 0,
+                                               len(requests[index][1]))
     return results
 
 
