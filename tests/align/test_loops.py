@@ -63,9 +63,11 @@ def test_sft_lowers_the_response_loss_and_reports_validation_accuracy(start):
     assert (start / "out" / "model" / "model.pt").exists() and result.steps == 30
 
 
-def test_grpo_raises_the_reward_of_a_task_it_can_find_by_chance(start):
+# on CUDA: bf16 autocast and the compiled bf16 engine
+@pytest.mark.parametrize("device", ["cpu", pytest.param("cuda", marks=pytest.mark.gpu)])
+def test_grpo_raises_the_reward_of_a_task_it_can_find_by_chance(start, device):
     config = GRPOConfig(steps=20, prompts_per_step=8, group_size=8, learning_rate=1e-2,
-                        eval_problems=0, device="cpu", log_interval=1)
+                        eval_problems=0, device=device, log_interval=1)
     result = run_grpo(start / "start", start / "tok", low_bytes_task(), None, start / "run",
                       start / "out", config)
     rewards = [r["reward"] for r in result.reward_curve]
