@@ -41,14 +41,22 @@ def token_to_string(token: bytes) -> str:
     return "".join(table[byte] for byte in token)
 
 
+@cache
+def _translation_tables() -> tuple[dict[int, int], dict[int, None]]:
+    """str.translate tables: table character -> the character of its byte, and table
+    character -> deleted (what is left over lies outside the table)."""
+    table = unicode_to_bytes()
+    return ({ord(c): byte for c, byte in table.items()}, dict.fromkeys(map(ord, table)))
+
+
 def string_to_token(text: str) -> bytes:
     """Inverse of token_to_string; a string with characters outside the table (a special token
-    written verbatim by another tool) is taken as UTF-8."""
-    table = unicode_to_bytes()
-    try:
-        return bytes(table[character] for character in text)
-    except KeyError:
+    written verbatim by another tool) is taken as UTF-8. Two str.translate calls, not a Python
+    loop per character: loading GPT-2's files is part of every tokenizer worker's start."""
+    to_bytes, outside = _translation_tables()
+    if text.translate(outside):
         return text.encode("utf-8")
+    return text.translate(to_bytes).encode("latin-1")
 
 
 def save_vocab_and_merges(

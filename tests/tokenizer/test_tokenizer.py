@@ -193,3 +193,19 @@ def test_bad_vocabulary_and_merges_are_reported(tmp_path):
         Tokenizer.from_files(tmp_path / "vocab.json", bad)
     with pytest.raises(ValueError, match="not in the vocabulary"):
         Tokenizer(vocab, []).decode([1000])
+
+
+@given(st.binary(max_size=40))
+def test_gpt2_file_strings_round_trip_bytes(token):
+    from lmlib.tokenizer.gpt2_files import string_to_token, token_to_string
+
+    assert string_to_token(token_to_string(token)) == token
+
+
+def test_gpt2_file_strings_outside_the_table_are_utf8():
+    from lmlib.tokenizer.gpt2_files import string_to_token
+
+    # a raw space or a character past the table: written verbatim by another tool
+    assert string_to_token("<|end of text|>") == b"<|end of text|>"
+    assert string_to_token("ĠhiÃ©日本") == "ĠhiÃ©日本".encode()
+    assert string_to_token("Ġhi") == b" hi"
