@@ -55,6 +55,11 @@ QWEN_MATH_1_5B = dict(
     rms_norm_eps=1e-6, tie_word_embeddings=True, use_sliding_window=False, hidden_act="silu")
 
 
+def progress(record: dict) -> None:
+    """Each log record as it happens (flushed): a run cut short still shows how far it got."""
+    print(f"  [{time.strftime('%H:%M:%S')}] {record}", flush=True)
+
+
 def gpt2_tokenizer(gpt2_dir: Path, vocab_size: int | None = None) -> Tokenizer:
     tokenizer = Tokenizer.from_files(gpt2_dir / "gpt2_vocab.json", gpt2_dir / "gpt2_merges.txt",
                                      ["<|endoftext|>"])
@@ -111,7 +116,7 @@ def gsm8k_part(args, work: Path) -> None:
     run_sft(work / "start", tokenizer_dir, labelled, None, work / "sft_run", work / "sft",
             SFTConfig(steps=args.sft_steps, batch_size=32, learning_rate=6e-4,
                       min_learning_rate=6e-5, warmup_steps=50, eval_problems=0,
-                      device=args.device, log_interval=100))
+                      device=args.device, log_interval=100), progress)
     sft_seconds = time.perf_counter() - started
     before = test_accuracy(work / "sft" / "model", tokenizer, held_out, args.device)
     config = GRPOConfig(steps=args.grpo_steps, prompts_per_step=args.prompts,
@@ -120,7 +125,7 @@ def gsm8k_part(args, work: Path) -> None:
                         checkpoint_interval=10_000, device=args.device)
     started = time.perf_counter()
     result = run_grpo(work / "sft" / "model", tokenizer_dir, unlabelled, None,
-                      work / "grpo_run", work / "grpo", config)
+                      work / "grpo_run", work / "grpo", config, progress)
     grpo_seconds = time.perf_counter() - started
     after = test_accuracy(work / "grpo" / "model", tokenizer, held_out, args.device)
     records, summary = step_table(work / "grpo" / TRAIN_LOG_FILE,
@@ -173,8 +178,9 @@ def qwen_part(args, work: Path) -> None:
                              eval_problems=0, log_interval=1, checkpoint_interval=10_000,
                              device="cuda")
     started = time.perf_counter()
+    progress({"kind": "status", "message": f"checkpoint ready in {prepared:.0f} s"})
     result = run_grpo(work / "qwen_start", tokenizer_dir, task, None, work / "qwen_run",
-                      work / "qwen_grpo", grpo_config)
+                      work / "qwen_grpo", grpo_config, progress)
     seconds = time.perf_counter() - started
     records, summary = step_table(work / "qwen_grpo" / TRAIN_LOG_FILE, 64)
     peak = torch.cuda.max_memory_allocated() / 2**30
