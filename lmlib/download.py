@@ -10,9 +10,10 @@ Notable:
   file is renamed to its final name: a file under its final name is always complete. A
   transfer that cannot be completed raises `DownloadError` and leaves only the `.part` file
   (which the next call resumes).
-- lmlib's one HTTP download: the crawl's files (lmlib.web.acquisition) and the benchmarks'
-  (lmlib.tasks) both come through it; it needs the standard library only, so evaluation on a
-  machine without the crawl's libraries can still download.
+- the crawl's files (lmlib.web.acquisition) and the benchmarks' data (lmlib.tasks) both come
+  through it; it needs the standard library only, so evaluation on a machine without the
+  crawl's libraries can still download. (lmlib.web.fasttext_models still has its own small,
+  non-resumable download for classifier models: folding it in here is left to do.)
 """
 
 from __future__ import annotations

@@ -14,7 +14,7 @@ Notable:
   operand pair, with the exact checker `check_arithmetic`; small enough for a tiny model to
   learn, so the embedded default and the post-training work share one verifiable task.
 Loaders, prompts and the synthetic task use the standard library alone; downloads go through
-`lmlib.download.download_file`, lmlib's one HTTP download.
+`lmlib.download.download_file`, the resumable, verified download the crawl uses too.
 """
 
 from lmlib.download import DownloadError
