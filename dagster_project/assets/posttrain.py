@@ -50,9 +50,10 @@ DPOSettings = config_class(DPOConfig, "DPOSettings")
 
 
 def _post_train(context: AssetExecutionContext, storage: Storage, start, settings,
-                task: TaskConfig, train: Callable) -> MaterializeResult:
-    """The shape of every post-training asset: `train(model_dir, tokenizer_dir, splits,
-    run_dir, out)` from the `start` checkpoint, published with its run directory's key."""
+                task: TaskConfig, loop: Callable, split: str) -> MaterializeResult:
+    """The shape of every post-training asset: the lmlib.align `loop` from the `start`
+    checkpoint on the task's `split` ("labelled" or "unlabelled", validated on its validation
+    split), published with its run directory's key."""
     start_dir, tokenizer = storage.artifact_dir(start), storage.artifact_dir(bpe_tokenizer)
     inputs = {start.key.path[-1]: upstream(start_dir), "bpe_tokenizer": upstream(tokenizer)}
     run_dir = run_directory(storage.home_path / "runs" / context.asset_key.path[-1],
@@ -60,7 +61,9 @@ def _post_train(context: AssetExecutionContext, storage: Storage, start, setting
     context.log.info(f"training in {run_dir} (checkpoints there survive a crash)")
     splits = build_tasks(task)
     result = publish(context, storage,
-                     lambda out: train(start_dir / "model", tokenizer, splits, run_dir, out),
+                     lambda out: loop(start_dir / "model", tokenizer, getattr(splits, split),
+                                      splits.validation, run_dir, out, settings,
+                                      _progress(context)),
                      config={"stage": settings, "task": task}, inputs=inputs)
     return MaterializeResult(**materialization(context, storage, {
         **result_metadata(result),
@@ -78,10 +81,7 @@ def _progress(context: AssetExecutionContext):
 def sft_model(context: AssetExecutionContext, config: SFTSettings, align_task: AlignTask,
               storage: Storage) -> MaterializeResult:
     settings, task = config.build(), align_task.build()
-    return _post_train(context, storage, base_model, settings, task,
-                       lambda model, tokenizer, splits, run_dir, out: run_sft(
-                           model, tokenizer, splits.labelled, splits.validation, run_dir, out,
-                           settings, _progress(context)))
+    return _post_train(context, storage, base_model, settings, task, run_sft, "labelled")
 
 
 @asset(deps=[sft_model, bpe_tokenizer], group_name="posttrain", kinds={"pytorch"},
@@ -91,10 +91,7 @@ def sft_model(context: AssetExecutionContext, config: SFTSettings, align_task: A
 def grpo_model(context: AssetExecutionContext, config: GRPOSettings, align_task: AlignTask,
                storage: Storage) -> MaterializeResult:
     settings, task = config.build(), align_task.build()
-    return _post_train(context, storage, sft_model, settings, task,
-                       lambda model, tokenizer, splits, run_dir, out: run_grpo(
-                           model, tokenizer, splits.unlabelled, splits.validation, run_dir, out,
-                           settings, _progress(context)))
+    return _post_train(context, storage, sft_model, settings, task, run_grpo, "unlabelled")
 
 
 @asset(deps=[sft_model, grpo_model, bpe_tokenizer], group_name="posttrain", kinds={"pytorch"},
@@ -110,10 +107,7 @@ def sft_control_model(context: AssetExecutionContext, config: SFTSettings,
         Tokenizer.from_directory(storage.artifact_dir(bpe_tokenizer)), build_tasks(task).labelled)
     settings = dataclasses.replace(config.build(), steps=steps)
     context.log.info(f"equal compute: {steps} SFT steps for GRPO's {grpo_counts}")
-    return _post_train(context, storage, sft_model, settings, task,
-                       lambda model, tokenizer, splits, run_dir, out: run_sft(
-                           model, tokenizer, splits.labelled, splits.validation, run_dir, out,
-                           settings, _progress(context)))
+    return _post_train(context, storage, sft_model, settings, task, run_sft, "labelled")
 
 
 @asset(deps=[sft_model, bpe_tokenizer], group_name="posttrain", kinds={"pytorch"},
@@ -123,10 +117,8 @@ def sft_control_model(context: AssetExecutionContext, config: SFTSettings,
 def expert_iteration_model(context: AssetExecutionContext, config: ExpertIterationSettings,
                            align_task: AlignTask, storage: Storage) -> MaterializeResult:
     settings, task = config.build(), align_task.build()
-    return _post_train(context, storage, sft_model, settings, task,
-                       lambda model, tokenizer, splits, run_dir, out: run_expert_iteration(
-                           model, tokenizer, splits.unlabelled, splits.validation, run_dir, out,
-                           settings, _progress(context)))
+    return _post_train(context, storage, sft_model, settings, task, run_expert_iteration,
+                       "unlabelled")
 
 
 @asset(deps=[sft_model, bpe_tokenizer], group_name="posttrain", kinds={"pytorch"},
@@ -136,10 +128,7 @@ def expert_iteration_model(context: AssetExecutionContext, config: ExpertIterati
 def dpo_model(context: AssetExecutionContext, config: DPOSettings, align_task: AlignTask,
               storage: Storage) -> MaterializeResult:
     settings, task = config.build(), align_task.build()
-    return _post_train(context, storage, sft_model, settings, task,
-                       lambda model, tokenizer, splits, run_dir, out: run_dpo(
-                           model, tokenizer, splits.unlabelled, splits.validation, run_dir, out,
-                           settings, _progress(context)))
+    return _post_train(context, storage, sft_model, settings, task, run_dpo, "unlabelled")
 
 
 POST_TRAINED = {"sft_model": sft_model, "sft_control_model": sft_control_model,
