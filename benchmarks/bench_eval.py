@@ -7,7 +7,10 @@ and cut from the left to the model's 1,024-token window. The model: random weigh
 GPT-2-small shape (or --shape), bf16.
 
 Ours: `lmlib.eval.score_continuations` on our TransformerLM (one row per question for its four
-one-token letters, longest first, projecting only the scored position to the vocabulary).
+one-token letters, projecting only the scored position to the vocabulary; the questions of a
+subject share their 5-shot prefix, which runs once per group of --batch-size questions through
+the KV cache). A second row of ours runs every prompt whole (`min_shared_prefix=None`, longest
+first), to show what the prefix sharing is worth.
 The peer: the same weights exported with `lmlib.hf.export` and loaded by transformers, scored
 the way lm-evaluation-harness's HFLM does it (its logits cache: one forward per question,
 batches sorted longest first and right-padded with an attention mask, full logits, log-softmax,
@@ -15,10 +18,11 @@ the four letters read at the last context position). Both at the same batch size
 second pass over all questions after an untimed one (steady state: our attention's autotuning
 is done once per sequence-length bucket and cached). Reported:
 questions/s and the fraction of questions where both pick the same letter (bf16 near ties
-aside, 100%).
+aside, 100%). `--profile N` then profiles N batches of each side: GPU kernel time against wall
+time (is the side bound by the GPU?) and its largest kernels.
 
     python benchmarks/bench_eval.py [--per-subject 40] [--batch-size 32] [--shape gpt2-small]
-        [--device cuda] [--mmlu-dir DIR] [--gpt2-dir DIR]
+        [--device cuda] [--mmlu-dir DIR] [--gpt2-dir DIR] [--profile N]
 """
 
 import argparse
@@ -69,8 +73,9 @@ def requests_for(questions, dev, tokenizer, window: int):
     return requests
 
 
-def ours(model, requests, batch_size):
-    scores = score_continuations(model, requests, batch_size=batch_size)
+def ours(model, requests, batch_size, share: bool = True):
+    scores = score_continuations(model, requests, batch_size=batch_size,
+                                 min_shared_prefix=64 if share else None)
     return [max(range(4), key=lambda j, i=i: scores[4 * i + j].logprob)
             for i in range(len(requests) // 4)]
 
@@ -99,6 +104,27 @@ def peer(model, requests, batch_size, device):
     return choices
 
 
+def profile_batches(label: str, run, batches: int) -> str:
+    """GPU kernel time against wall time over `batches` batches, and the largest kernels."""
+    from torch.profiler import ProfilerActivity, profile
+
+    torch.cuda.synchronize()
+    started = time.perf_counter()
+    with profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]) as profiler:
+        run()
+        torch.cuda.synchronize()
+    wall = time.perf_counter() - started
+    kernels = [e for e in profiler.key_averages()
+               if e.device_type == torch.autograd.DeviceType.CUDA and e.self_device_time_total > 0]
+    kernels.sort(key=lambda e: e.self_device_time_total, reverse=True)
+    gpu = sum(e.self_device_time_total for e in kernels) / 1e6
+    lines = [f"### profile {label}: {1e3 * wall / batches:.1f} ms wall per batch (profiler on), "
+             f"{1e3 * gpu / batches:.1f} ms of GPU kernels"]
+    lines += [f"  {e.self_device_time_total / 1e3 / batches:7.2f} ms {e.count / batches:6.1f}x  "
+              f"{e.key[:90]}" for e in kernels[:12]]
+    return "\n".join(lines)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--per-subject", type=int, default=40)
@@ -107,6 +133,7 @@ def main() -> None:
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--mmlu-dir", type=Path, default=find_shared_dir() / "data" / "mmlu")
     parser.add_argument("--gpt2-dir", type=Path, default=find_shared_dir() / "data" / "gpt2")
+    parser.add_argument("--profile", type=int, default=0, metavar="BATCHES")
     args = parser.parse_args()
     from transformers import AutoModelForCausalLM
 
@@ -135,22 +162,37 @@ def main() -> None:
     # a whole untimed pass each first: our attention kernels autotune once per sequence-length
     # bucket (then cached on disk), which a short warm-up would leave inside the timed pass
     ours(model, requests, args.batch_size), peer(theirs, requests, args.batch_size, device)
+    ours(model, requests, args.batch_size, share=False)
     ours_choices, ours_seconds = timed(lambda: ours(model, requests, args.batch_size), device)
+    whole_choices, whole_seconds = timed(
+        lambda: ours(model, requests, args.batch_size, share=False), device)
     peer_choices, peer_seconds = timed(lambda: peer(theirs, requests, args.batch_size, device),
                                        device)
     same = sum(a == b for a, b in zip(ours_choices, peer_choices, strict=True))
+    whole_same = sum(a == b for a, b in zip(whole_choices, peer_choices, strict=True))
     count = len(questions)
     print(header("MMLU log-likelihood scoring: lmlib.eval vs transformers (harness method)"))
     print(f"{count} questions ({args.per_subject} per subject, 5-shot, {tokens:,} prompt tokens), "
           f"{args.shape} shape, random weights, {str(dtype).removeprefix('torch.')}, "
           f"batch {args.batch_size}, {device}\n")
-    print("| scorer | questions/s | seconds | same letter as the other |")
+    print("| scorer | questions/s | seconds | same letter as transformers |")
     print("|---|---:|---:|---:|")
     print(f"| lmlib.eval.score_continuations | {count / ours_seconds:,.1f} | {ours_seconds:.2f} "
           f"| {same}/{count} |")
+    print(f"| the same, every prompt whole | {count / whole_seconds:,.1f} | {whole_seconds:.2f} "
+          f"| {whole_same}/{count} |")
     print(f"| transformers, harness method | {count / peer_seconds:,.1f} | {peer_seconds:.2f} "
           f"| {same}/{count} |")
-    print(f"\nratio: {peer_seconds / ours_seconds:.2f}x")
+    print(f"\nratio: {peer_seconds / ours_seconds:.2f}x (every prompt whole: "
+          f"{peer_seconds / whole_seconds:.2f}x)")
+    if args.profile and device.type == "cuda":
+        some = requests[: 4 * args.batch_size * args.profile]
+        print(profile_batches("ours", lambda: ours(model, some, args.batch_size), args.profile))
+        print(profile_batches("ours, every prompt whole",
+                              lambda: ours(model, some, args.batch_size, share=False),
+                              args.profile))
+        print(profile_batches("transformers", lambda: peer(theirs, some, args.batch_size, device),
+                              args.profile))
 
 
 if __name__ == "__main__":
