@@ -2,7 +2,7 @@
 throughput and the reward curve; and a GRPO step on a Qwen2.5-Math-1.5B-shaped checkpoint.
 
     python benchmarks/bench_grpo.py [--part gsm8k|qwen|both] [--gsm8k-dir DIR] [--gpt2-dir DIR]
-        [--sft-steps 600] [--grpo-steps 40] [--prompts 32] [--group-size 8]
+        [--sft-steps 600] [--grpo-steps 40] [--prompts 32] [--group-size 8] [--stacks-every S]
 
 Part gsm8k: a GPT-2-small-shaped model (124M, GPT-2's tokenizer, context 512) from random
 weights, since no pretrained weights can be downloaded here: SFT on GSM8K's worked solutions
@@ -22,10 +22,14 @@ options a user would pick on one H200: bf16 autocast with fp32 master weights, a
 tokenizer is GPT-2's padded to the vocabulary with placeholder tokens (a random model samples
 every id; they are special tokens, so a sampled one re-encodes to its own id). Reported:
 seconds per step split, peak GPU memory.
+
+--stacks-every S prints every thread's Python stack each S seconds (to stderr): where a run cut
+short by a time limit was spending its time.
 """
 
 import argparse
 import dataclasses
+import faulthandler
 import json
 import sys
 import tempfile
@@ -211,7 +215,10 @@ def main() -> None:
     parser.add_argument("--eval-problems", type=int, default=256)
     parser.add_argument("--shape", choices=sorted(SHAPES), default="gpt2-small")
     parser.add_argument("--device", default="cuda")
+    parser.add_argument("--stacks-every", type=float, default=0.0, metavar="SECONDS")
     args = parser.parse_args()
+    if args.stacks_every > 0:
+        faulthandler.dump_traceback_later(args.stacks_every, repeat=True)
     if args.device == "cuda" and not torch.cuda.is_available():
         sys.exit("bench_grpo: needs a CUDA GPU (or --device cpu --shape tiny for a smoke run)")
     if args.part != "gsm8k" and args.device != "cuda":
