@@ -7,10 +7,7 @@ and cut from the left to the model's 1,024-token window. The model: random weigh
 GPT-2-small shape (or --shape), bf16.
 
 Ours: `lmlib.eval.score_continuations` on our TransformerLM (one row per question for its four
-one-token letters, projecting only the scored position to the vocabulary; the questions of a
-subject share their 5-shot prefix, which runs once per group of --batch-size questions through
-the KV cache). A second row of ours runs every prompt whole (`min_shared_prefix=None`, longest
-first), to show what the prefix sharing is worth.
+one-token letters, longest first, projecting only the scored position to the vocabulary).
 The peer: the same weights exported with `lmlib.hf.export` and loaded by transformers, scored
 the way lm-evaluation-harness's HFLM does it (its logits cache: one forward per question,
 batches sorted longest first and right-padded with an attention mask, full logits, log-softmax,
@@ -73,9 +70,8 @@ def requests_for(questions, dev, tokenizer, window: int):
     return requests
 
 
-def ours(model, requests, batch_size, share: bool = True):
-    scores = score_continuations(model, requests, batch_size=batch_size,
-                                 min_shared_prefix=64 if share else None)
+def ours(model, requests, batch_size):
+    scores = score_continuations(model, requests, batch_size=batch_size)
     return [max(range(4), key=lambda j, i=i: scores[4 * i + j].logprob)
             for i in range(len(requests) // 4)]
 
@@ -162,14 +158,10 @@ def main() -> None:
     # a whole untimed pass each first: our attention kernels autotune once per sequence-length
     # bucket (then cached on disk), which a short warm-up would leave inside the timed pass
     ours(model, requests, args.batch_size), peer(theirs, requests, args.batch_size, device)
-    ours(model, requests, args.batch_size, share=False)
     ours_choices, ours_seconds = timed(lambda: ours(model, requests, args.batch_size), device)
-    whole_choices, whole_seconds = timed(
-        lambda: ours(model, requests, args.batch_size, share=False), device)
     peer_choices, peer_seconds = timed(lambda: peer(theirs, requests, args.batch_size, device),
                                        device)
     same = sum(a == b for a, b in zip(ours_choices, peer_choices, strict=True))
-    whole_same = sum(a == b for a, b in zip(whole_choices, peer_choices, strict=True))
     count = len(questions)
     print(header("MMLU log-likelihood scoring: lmlib.eval vs transformers (harness method)"))
     print(f"{count} questions ({args.per_subject} per subject, 5-shot, {tokens:,} prompt tokens), "
@@ -179,18 +171,12 @@ def main() -> None:
     print("|---|---:|---:|---:|")
     print(f"| lmlib.eval.score_continuations | {count / ours_seconds:,.1f} | {ours_seconds:.2f} "
           f"| {same}/{count} |")
-    print(f"| the same, every prompt whole | {count / whole_seconds:,.1f} | {whole_seconds:.2f} "
-          f"| {whole_same}/{count} |")
     print(f"| transformers, harness method | {count / peer_seconds:,.1f} | {peer_seconds:.2f} "
           f"| {same}/{count} |")
-    print(f"\nratio: {peer_seconds / ours_seconds:.2f}x (every prompt whole: "
-          f"{peer_seconds / whole_seconds:.2f}x)")
+    print(f"\nratio: {peer_seconds / ours_seconds:.2f}x")
     if args.profile and device.type == "cuda":
         some = requests[: 4 * args.batch_size * args.profile]
         print(profile_batches("ours", lambda: ours(model, some, args.batch_size), args.profile))
-        print(profile_batches("ours, every prompt whole",
-                              lambda: ours(model, some, args.batch_size, share=False),
-                              args.profile))
         print(profile_batches("transformers", lambda: peer(theirs, some, args.batch_size, device),
                               args.profile))
 

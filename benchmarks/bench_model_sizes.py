@@ -3,7 +3,7 @@ sizes: where the next speed-ups are.
 
     python benchmarks/bench_model_sizes.py [--sizes small,medium,large,xl,2.7b]
         [--contexts 128,256,512,1024] [--batch 4] [--warmup 3] [--steps 10]
-        [--compiled-context 512] [--snapshot medium] [--out DIR]
+        [--compiled-context 512] [--compiled-sizes small,medium] [--snapshot medium] [--out DIR]
 
 The ladder (Brown et al. 2020's GPT-3 table, as CS336 uses it; vocabulary 10,000, SwiGLU with
 the listed d_ff): small 768/3072/12 layers/12 heads (about 125M parameters), medium
@@ -14,9 +14,16 @@ cross-entropy, random tokens, batch --batch: --warmup steps, then --steps timed 
 phase timed alone between CUDA synchronisations (forward with the loss; backward; clipping and
 the optimizer step). Precision: fp32, or bf16 autocast with fp32 master weights. Eager at
 every context; compiled (torch.compile of the model, as lmlib.train runs it) at
---compiled-context only, since every new shape recompiles. Peak memory is
+--compiled-context only, since every new shape recompiles, for --compiled-sizes (all by default). Peak memory is
 torch.cuda.max_memory_allocated over the timed steps. A size whose fp32 run would not fit is
 reported as out of memory, not hidden.
+
+Each row's first step includes tuning our attention kernels' tiles for its head dim, dtype and
+sequence bucket: on a machine whose Triton cache is cold that is several kernel compilations per
+new key (on an H200 no row of the ladder finished within 210 s), so the time is reported as
+"first step s" and kept out of the medians. LMLIB_ATTENTION_AUTOTUNE=0 takes each kernel's
+default tiles instead (a quick table); keeping TRITON_CACHE_DIR between runs keeps the tuning.
+Each row announces itself on stderr before it starts, so a run cut short shows where it was.
 
 --snapshot SIZE records one bf16 eager step of that size at --compiled-context with
 torch.cuda.memory._record_memory_history and writes memory_snapshot.pickle to --out: drop it on
@@ -124,6 +131,7 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=3)
     parser.add_argument("--steps", type=int, default=10)
     parser.add_argument("--compiled-context", type=int, default=512)
+    parser.add_argument("--compiled-sizes", default=None, help="default: every size")
     parser.add_argument("--snapshot", default="medium", help="a size, or '' for none")
     parser.add_argument("--out", type=Path, default=Path("."))
     args = parser.parse_args()
@@ -136,7 +144,8 @@ def main() -> None:
     args.out.mkdir(parents=True, exist_ok=True)
     runs = [(s, c, p, False) for s in sizes for c in map(int, args.contexts.split(","))
             for p in args.precisions.split(",")]
-    runs += [(s, args.compiled_context, "bf16", True) for s in sizes]
+    compiled = args.compiled_sizes.split(",") if args.compiled_sizes else sizes
+    runs += [(s, args.compiled_context, "bf16", True) for s in compiled if s in SIZES]
     print(header("Model sizes: forward, backward and optimizer step, peak memory"))
     print(f"batch {args.batch}, vocabulary {VOCAB}, median of {args.steps} steps after "
           f"{args.warmup} warm-up steps; tokens/s over the whole step\n")
@@ -145,6 +154,8 @@ def main() -> None:
     print("|---|---:|---:|---|---|---:|---:|---:|---:|---:|---:|")
     for size, context, precision, compiled in runs:
         mode = "compiled" if compiled else "eager"
+        print(f"measuring {size}, context {context}, {precision}, {mode}", file=sys.stderr,
+              flush=True)
         try:
             row = measure(size, context, precision, compiled, args)
         except torch.OutOfMemoryError:

@@ -13,11 +13,6 @@ Notable:
 - requests sharing a context whose continuations are one token each are one row (MMLU: one
   forward per question for its four letters, as the harness's logits cache does); rows run
   longest first, right-padded, so causal attention keeps padding away from real tokens;
-- rows that begin with the same `min_shared_prefix` or more tokens (few-shot prompts: MMLU's
-  header and five dev examples are the same for every question of a subject) run as a group:
-  the shared prefix once, through the model's KV cache, then only each row's own tokens
-  attending to it. The harness recomputes the shots for every question; at 5-shot they are
-  most of each prompt. The scores agree with the unshared path to float rounding;
 - bits per byte = summed NLL in nats / (ln 2 x UTF-8 bytes), comparable across tokenizers.
   Token shards are read in windows of the context length (targets that are special tokens, 0
   bytes, stay in the loss but out of bits per byte, as nanochat does); a text is scored after
@@ -36,7 +31,6 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from lmlib.model.attention import KVCache
 from lmlib.model.transformer import TransformerLM
 from lmlib.tokenizer import Tokenizer
 from lmlib.tokenizer.corpus import DOCUMENT_SEPARATOR as END_OF_TEXT
@@ -67,6 +61,15 @@ class ContinuationScore:
     tokens: int
 
 
+def _on(device: torch.device, data) -> torch.Tensor:
+    """Host data as a tensor on `device`, queued behind the GPU's work rather than waiting for
+    it: a plain host-to-GPU copy synchronizes the stream, which would stall every batch."""
+    tensor = data if isinstance(data, torch.Tensor) else torch.tensor(data)
+    if device.type != "cuda":
+        return tensor.to(device)
+    return tensor.pin_memory().to(device, non_blocking=True)
+
+
 class _Scorer:
     """Log-probabilities at chosen positions of right-padded rows."""
 
@@ -84,10 +87,9 @@ class _Scorer:
         ids = torch.zeros(len(rows), longest, dtype=torch.long)
         for index, row in enumerate(rows):
             ids[index, : len(row)] = torch.tensor(row)
-        ids = ids.to(self.device)
-        row_index = torch.tensor([r for r, p in enumerate(positions) for _ in p],
-                                 device=self.device)
-        column = torch.tensor([c for p in positions for c in p], device=self.device)
+        ids = _on(self.device, ids)
+        row_index = _on(self.device, [r for r, p in enumerate(positions) for _ in p])
+        column = _on(self.device, [c for p in positions for c in p])
         if isinstance(self.model, TransformerLM):
             model = self.model
             x = model.token_embeddings(ids)
@@ -99,81 +101,13 @@ class _Scorer:
         scores = torch.log_softmax(logits.float(), dim=-1)
         return list(scores.split([len(p) for p in positions]))
 
-    @torch.no_grad()
-    def shared_log_probs(self, prefix: list[int], rows: list[list[int]],
-                         positions: list[list[int]]) -> list[torch.Tensor]:
-        """`log_probs` of rows that all start with `prefix` (positions count from the row's
-        start): the prefix runs once into a KV cache, copied to every row, and only each row's
-        own tokens run after it."""
-        model, shared = self.model, len(prefix)
-        config = model.config
-        head_dim = config.d_model // config.num_heads
-        dtype = model.lm_head.weight.dtype
-
-        def cache(batch: int, length: int) -> KVCache:
-            return KVCache(config.num_layers, batch, config.resolved_num_kv_heads, length,
-                           head_dim, self.device, dtype)
-
-        start = cache(1, shared)
-        x = model.token_embeddings(torch.tensor([prefix], device=self.device))
-        for index, layer in enumerate(model.layers):
-            x = layer(x, None, start, index)
-        longest = max(map(len, rows)) - shared
-        everything = cache(len(rows), shared + longest)
-        everything.keys[:, :, :, :shared] = start.keys
-        everything.values[:, :, :, :shared] = start.values
-        everything.advance(shared)
-        ids = torch.zeros(len(rows), longest, dtype=torch.long)
-        for index, row in enumerate(rows):
-            ids[index, : len(row) - shared] = torch.tensor(row[shared:])
-        row_index = torch.tensor([r for r, p in enumerate(positions) for _ in p],
-                                 device=self.device)
-        column = torch.tensor([c - shared for p in positions for c in p], device=self.device)
-        x = model.token_embeddings(ids.to(self.device))
-        for index, layer in enumerate(model.layers):
-            x = layer(x, None, everything, index)
-        logits = model.lm_head(model.ln_final(x[row_index, column]))
-        scores = torch.log_softmax(logits.float(), dim=-1)
-        return list(scores.split([len(p) for p in positions]))
-
-
-def _common_prefix(a: list[int], b: list[int]) -> int:
-    length = min(len(a), len(b))
-    return next((i for i in range(length) if a[i] != b[i]), length)
-
-
-def _prefix_groups(rows: list[tuple[list[int], list]], batch_size: int, min_shared: int
-                   ) -> tuple[list[tuple[int, list]], list]:
-    """Rows in groups of up to `batch_size` that share their first `min_shared` or more tokens,
-    each with the length it shares (never past a row's first scored position, so every scored
-    position is in the row's own part); and the rows left alone."""
-    order = sorted(rows, key=lambda row: row[0])  # lexicographic: shared prefixes are adjacent
-    first_scored = [min(first for _, first, _ in targets) for _, targets in order]
-    groups, alone, i = [], [], 0
-    while i < len(order):
-        shared, j = first_scored[i], i + 1
-        while j < len(order) and j - i < batch_size:
-            candidate = min(shared, first_scored[j], _common_prefix(order[i][0], order[j][0]))
-            if candidate < min_shared:
-                break
-            shared, j = candidate, j + 1
-        if j - i > 1:
-            groups.append((shared, order[i:j]))
-        else:
-            alone.append(order[i])
-        i = j
-    return groups, alone
-
 
 def score_continuations(model: TransformerLM | LogitsModel,
                         requests: Sequence[tuple[Sequence[int], Sequence[int]]],
                         batch_size: int = 32, max_length: int | None = None,
-                        device: torch.device | None = None, min_shared_prefix: int | None = 64
-                        ) -> list[ContinuationScore]:
+                        device: torch.device | None = None) -> list[ContinuationScore]:
     """Each (context ids, continuation ids): the continuation's summed log-probability given the
-    context. `max_length`: the model's window (its context_length by default).
-    `min_shared_prefix`: rows sharing at least this many leading tokens run their shared prefix
-    once (a TransformerLM only); None runs every row whole."""
+    context. `max_length`: the model's window (its context_length by default)."""
     if max_length is None:
         if not isinstance(model, TransformerLM):
             raise ValueError("max_length is required for a model other than a TransformerLM")
@@ -195,21 +129,24 @@ def score_continuations(model: TransformerLM | LogitsModel,
             ids = (list(context) + list(continuation))[-(max_length + 1):][:-1]
         entry = rows.setdefault(key, (ids, []))
         entry[1].append((index, len(ids) - len(continuation), list(continuation)))
-    groups, alone = [], list(rows.values())
-    if min_shared_prefix is not None and isinstance(model, TransformerLM):
-        groups, alone = _prefix_groups(alone, batch_size, max(min_shared_prefix, 1))
-    alone.sort(key=lambda row: -len(row[0]))
-    batches = [(shared, batch) for shared, batch in groups]
-    batches += [(0, alone[i : i + batch_size]) for i in range(0, len(alone), batch_size)]
+    ordered = sorted(rows.values(), key=lambda row: -len(row[0]))
     scorer, results = _Scorer(model, device), [None] * len(requests)
-    for shared, batch in batches:
+
+    def store(indices: list[int], on_host: torch.Tensor, copied) -> None:
+        if copied is not None:
+            copied.synchronize()
+        logprobs, misses = on_host.tolist()
+        for index, logprob, miss in zip(indices, logprobs, misses, strict=True):
+            results[index] = ContinuationScore(logprob, miss == 0, len(requests[index][1]))
+
+    # a batch's scores reach the host while the next batch runs: the GPU is never left idle
+    # while Python prepares a batch and reads the last one back
+    pending = None
+    for start in range(0, len(ordered), batch_size):
+        batch = ordered[start : start + batch_size]
         positions = [sorted({p for _, first, cont in targets for p in range(first, first + len(cont))})
                      for _, targets in batch]
-        row_ids = [ids for ids, _ in batch]
-        if shared:
-            scores = torch.cat(scorer.shared_log_probs(row_ids[0][:shared], row_ids, positions))
-        else:
-            scores = torch.cat(scorer.log_probs(row_ids, positions))
+        scores = torch.cat(scorer.log_probs([ids for ids, _ in batch], positions))
         # every continuation token of the batch at once: its score row, its id, its request
         # (one transfer to the host per batch, not two per request)
         score_rows, token_ids, owners, places, indices, offset = [], [], [], [], [], 0
@@ -222,19 +159,24 @@ def score_continuations(model: TransformerLM | LogitsModel,
                 places += range(len(continuation))
                 indices.append(index)
             offset += len(row_positions)
-        rows_at = torch.tensor(score_rows, device=scores.device)
-        wanted = torch.tensor(token_ids, device=scores.device)
+        rows_at, wanted = _on(scores.device, score_rows), _on(scores.device, token_ids)
         # (request, token) tables summed along a row: the same sum in the same order on every
         # run (an index_add would sum in whatever order the GPU's atomics land)
-        where = (torch.tensor(owners, device=scores.device),
-                 torch.tensor(places, device=scores.device))
+        where = (_on(scores.device, owners), _on(scores.device, places))
         table = torch.zeros(len(indices), max(places) + 1, device=scores.device)
         logprobs = table.index_put(where, scores[rows_at, wanted]).sum(dim=-1)
         missed = (scores[rows_at].argmax(dim=-1) != wanted).to(table.dtype)
         misses = table.index_put(where, missed).sum(dim=-1)
-        for index, logprob, miss in zip(indices, logprobs.tolist(), misses.tolist(), strict=True):
-            results[index] = ContinuationScore(logprob, miss == 0,
-                                               len(requests[index][1]))
+        on_host = torch.stack((logprobs, misses)).to("cpu", non_blocking=True)
+        copied = None
+        if scores.device.type == "cuda":
+            copied = torch.cuda.Event()
+            copied.record()
+        if pending is not None:
+            store(*pending)
+        pending = (indices, on_host, copied)
+    if pending is not None:
+        store(*pending)
     return results
 
 

@@ -171,21 +171,19 @@ class MultiHeadSelfAttention(nn.Module):
         """x: (..., seq, d_model) -> (..., seq, d_model)."""
         seq_len = x.shape[-2]
         offset = kv_cache.length if kv_cache is not None else 0
-        # (..., seq, d_model) -> (..., seq, heads, head_dim); k, v with num_kv_heads heads.
-        # QK-norm and RoPE work in this layout and the heads move in front of seq by a view
-        # only, so the attention kernels read q, k, v and write their gradients sequence-major
-        # (no transposing copy on either side; on an H200 the copy fused into RoPE's backward
-        # took 5% of a GPT-2-small training step)
-        q, k, v = (projected.unflatten(-1, (-1, self.head_dim))
-                   for projected in self._project_qkv(x, kv_cache is None))
+        # (..., seq, d_model) -> (..., heads, seq, head_dim); k, v with num_kv_heads heads
+        q, k, v = (
+            projected.unflatten(-1, (-1, self.head_dim)).transpose(-3, -2)
+            for projected in self._project_qkv(x, kv_cache is None)
+        )
         if self.qk_norm:
             q, k = self.q_norm(q), self.k_norm(k)
         if self.rope is not None:
             if token_positions is None and offset:
                 token_positions = torch.arange(offset, offset + seq_len, device=x.device)
-            q = self.rope(q, token_positions, seq_dim=-3)
-            k = self.rope(k, token_positions, seq_dim=-3)
-        q, k, v = (t.transpose(-3, -2) for t in (q, k, v))  # (..., heads, seq, head_dim)
+            if token_positions is not None:
+                token_positions = token_positions.unsqueeze(-2)  # broadcast over heads
+            q, k = self.rope(q, token_positions), self.rope(k, token_positions)
         if kv_cache is not None:
             k, v = kv_cache.update(layer_index, k, v)
         if self.num_kv_heads != self.num_heads:

@@ -249,23 +249,16 @@ class RotaryPositionalEmbedding(nn.Module):
         self.register_buffer("cos", angles.cos().float(), persistent=False)
         self.register_buffer("sin", angles.sin().float(), persistent=False)
 
-    def forward(self, x: torch.Tensor, token_positions: torch.Tensor | None = None,
-                seq_dim: int = -2) -> torch.Tensor:
-        """x: (..., seq, d_k), or (..., seq, heads, d_k) with seq_dim=-3 (the projection's own
-        layout: the result keeps it, so attention's inputs and gradients stay sequence-major);
-        token_positions: (..., seq), broadcastable to x's leading dims, or None for positions
-        0 .. seq-1 (a slice of the tables rather than a gather)."""
-        if seq_dim not in (-2, -3):
-            raise ValueError(f"RoPE's seq_dim must be -2 or -3, got {seq_dim}")
+    def forward(self, x: torch.Tensor, token_positions: torch.Tensor | None = None) -> torch.Tensor:
+        """x: (..., seq, d_k); token_positions: (..., seq), broadcastable to x's leading dims,
+        or None for positions 0 .. seq-1 (a slice of the tables rather than a gather)."""
         if token_positions is None:
-            seq_len = x.shape[seq_dim]
+            seq_len = x.shape[-2]
             if seq_len > self.max_seq_len:
                 raise ValueError(f"RoPE tables hold {self.max_seq_len} positions, got {seq_len}")
             cos, sin = self.cos[:seq_len], self.sin[:seq_len]
         else:
             cos, sin = self.cos[token_positions], self.sin[token_positions]  # (..., seq, d_k/2)
-        if seq_dim == -3:  # one angle per position for every head
-            cos, sin = cos.unsqueeze(-2), sin.unsqueeze(-2)
         pairs = x.float().unflatten(-1, (-1, 2))
         even, odd = pairs[..., 0], pairs[..., 1]
         rotated = torch.stack((even * cos - odd * sin, even * sin + odd * cos), dim=-1)

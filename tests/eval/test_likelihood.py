@@ -67,52 +67,6 @@ def test_continuation_scores_equal_a_full_forward_per_request_whatever_the_batch
     assert score_continuations(model, [(shared, [best])])[0].is_greedy
 
 
-@pytest.mark.parametrize("overrides", [{}, {"num_kv_heads": 2, "qk_norm": True}])
-def test_rows_sharing_a_prefix_score_as_full_forwards(overrides):
-    """Few-shot prompts: the shared prefix runs once through the KV cache; every score still
-    equals a full forward of its own request (one-token continuations sharing a context,
-    multi-token ones, a row longer than the window, rows sharing less than the minimum)."""
-    model = tiny(**overrides)
-    generator = torch.Generator().manual_seed(5)
-
-    def ids(n):
-        return torch.randint(0, 300, (n,), generator=generator).tolist()
-
-    shots = ids(12)
-    requests = []
-    for length in (1, 3, 6, 9):
-        question = ids(length)
-        requests += [(shots + question, [letter]) for letter in (7, 8, 9)]
-    requests += [(shots + ids(2), ids(3)), (shots[:8] + ids(5), [4]), (ids(2) + shots, [1]),
-                 (ids(20) + shots, [2])]  # the last is cut from the left to the window
-    expected = [reference_score(model, c, x, 24) for c, x in requests]
-    for batch_size, minimum in ((32, 4), (3, 4), (32, 10), (32, None)):
-        scores = score_continuations(model, requests, batch_size=batch_size,
-                                     min_shared_prefix=minimum)
-        for score, (logprob, greedy) in zip(scores, expected, strict=True):
-            assert score.logprob == pytest.approx(logprob, abs=1e-4)
-            assert score.is_greedy == greedy
-
-
-def test_prefix_groups_share_only_what_every_row_of_the_group_shares():
-    from lmlib.eval.likelihood import _prefix_groups
-
-    def row(ids, first):
-        return ids, [(0, first, [1])]
-
-    rows = [row([1, 2, 3, 4, 5], 4), row([1, 2, 3, 9, 9], 4), row([1, 2, 3, 4, 6], 2),
-            row([7, 7, 7], 2)]
-    groups, alone = _prefix_groups(rows, batch_size=8, min_shared=2)
-    assert [(shared, [r[0] for r in group]) for shared, group in groups] == [
-        (2, [[1, 2, 3, 4, 5], [1, 2, 3, 4, 6], [1, 2, 3, 9, 9]])]  # capped by a scored position
-    assert [r[0] for r in alone] == [[7, 7, 7]]
-    groups, alone = _prefix_groups(rows, batch_size=2, min_shared=2)  # groups of two at most
-    assert [(shared, len(group)) for shared, group in groups] == [(2, 2)]
-    assert [r[0] for r in alone] == [[1, 2, 3, 9, 9], [7, 7, 7]]
-    groups, alone = _prefix_groups(rows, batch_size=8, min_shared=3)
-    assert groups == [] and len(alone) == 4
-
-
 def test_clear_errors_for_empty_requests_and_unknown_windows():
     model = tiny()
     with pytest.raises(ValueError, match="empty continuation"):
