@@ -152,6 +152,20 @@ def test_overlapping_special_tokens_match_longest_first(small_tokenizer):
     assert tokenizer.decode(ids) == f"a{EOT}{EOT}b{EOT}c"
 
 
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.text("ab<|>", min_size=1, max_size=5), min_size=1, max_size=6),
+       st.text("ab<|>x", max_size=40))
+def test_the_special_token_trie_finds_what_a_longest_first_alternation_finds(tokens, text):
+    import regex
+
+    from lmlib.tokenizer.pretokenize import special_token_regex
+
+    ordered = sorted(set(tokens), key=lambda token: (-len(token), token))
+    alternation = regex.compile("|".join(regex.escape(token) for token in ordered))
+    assert ([m.span() for m in special_token_regex(tokens).finditer(text)]
+            == [m.span() for m in alternation.finditer(text)])
+
+
 def test_special_tokens_are_single_ids_and_plain_text_otherwise(small_tokenizer):
     eot = small_tokenizer.token_id(EOT)
     assert small_tokenizer.encode(EOT) == [eot]
