@@ -70,13 +70,29 @@ def _on(device: torch.device, data) -> torch.Tensor:
     return tensor.pin_memory().to(device, non_blocking=True)
 
 
+def _scored_logits(model: TransformerLM, ids: torch.Tensor, row_index: torch.Tensor,
+                   column: torch.Tensor) -> torch.Tensor:
+    """Logits at the (row, column) positions only: the vocabulary projection skips the rest."""
+    x = model.token_embeddings(ids)
+    for index, layer in enumerate(model.layers):
+        x = layer(x, None, None, index)
+    return model.lm_head(model.ln_final(x[row_index, column]))
+
+
 class _Scorer:
     """Log-probabilities at chosen positions of right-padded rows."""
 
-    def __init__(self, model: TransformerLM | LogitsModel, device: torch.device | None):
+    compile_backend = "inductor"  # tests trace with "aot_eager"
+
+    def __init__(self, model: TransformerLM | LogitsModel, device: torch.device | None,
+                 compile: bool = False):
         self.model = model
+        self.forward = _scored_logits
         if isinstance(model, TransformerLM):
             self.device = device or model.lm_head.weight.device
+            if compile:  # one graph for every batch and length (dynamic shapes)
+                self.forward = torch.compile(_scored_logits, backend=self.compile_backend,
+                                             dynamic=True)
         else:
             self.device = device or torch.device("cpu")
 
@@ -91,11 +107,7 @@ class _Scorer:
         row_index = _on(self.device, [r for r, p in enumerate(positions) for _ in p])
         column = _on(self.device, [c for p in positions for c in p])
         if isinstance(self.model, TransformerLM):
-            model = self.model
-            x = model.token_embeddings(ids)
-            for index, layer in enumerate(model.layers):
-                x = layer(x, None, None, index)
-            logits = model.lm_head(model.ln_final(x[row_index, column]))
+            logits = self.forward(self.model, ids, row_index, column)
         else:
             logits = self.model(ids)[row_index, column]
         scores = torch.log_softmax(logits.float(), dim=-1)
@@ -105,9 +117,13 @@ class _Scorer:
 def score_continuations(model: TransformerLM | LogitsModel,
                         requests: Sequence[tuple[Sequence[int], Sequence[int]]],
                         batch_size: int = 32, max_length: int | None = None,
-                        device: torch.device | None = None) -> list[ContinuationScore]:
+                        device: torch.device | None = None, compile: bool = False
+                        ) -> list[ContinuationScore]:
     """Each (context ids, continuation ids): the continuation's summed log-probability given the
-    context. `max_length`: the model's window (its context_length by default)."""
+    context. `max_length`: the model's window (its context_length by default). `compile`:
+    run a TransformerLM's forward through torch.compile (one graph with dynamic shapes; it pays
+    for its compilation on long evaluations on a GPU, where eager elementwise kernels and their
+    launches dominate)."""
     if max_length is None:
         if not isinstance(model, TransformerLM):
             raise ValueError("max_length is required for a model other than a TransformerLM")
@@ -130,7 +146,7 @@ def score_continuations(model: TransformerLM | LogitsModel,
         entry = rows.setdefault(key, (ids, []))
         entry[1].append((index, len(ids) - len(continuation), list(continuation)))
     ordered = sorted(rows.values(), key=lambda row: -len(row[0]))
-    scorer, results = _Scorer(model, device), [None] * len(requests)
+    scorer, results = _Scorer(model, device, compile), [None] * len(requests)
 
     def store(indices: list[int], on_host: torch.Tensor, copied) -> None:
         if copied is not None:

@@ -129,3 +129,21 @@ def test_bits_per_byte_on_enwiki_is_the_same_through_transformers(tmp_path):
     assert ours.tokens == theirs.tokens > 300
     assert ours.bits_per_byte == pytest.approx(theirs.bits_per_byte, rel=1e-5)
     assert ours.loss == pytest.approx(theirs.loss, rel=1e-5)
+
+
+def test_compiled_scoring_gives_the_eager_scores(monkeypatch):
+    """compile=True traces one graph with dynamic shapes (aot_eager here: the trace, not
+    Inductor's code generation, is what could differ) and scores as the eager path does."""
+    from lmlib.eval.likelihood import _Scorer
+
+    monkeypatch.setattr(_Scorer, "compile_backend", "aot_eager")
+    torch._dynamo.reset()
+    model = tiny()
+    generator = torch.Generator().manual_seed(7)
+    requests = [(torch.randint(0, 300, (n,), generator=generator).tolist(), [n % 7, 3][: 1 + n % 2])
+                for n in (3, 5, 9, 14, 20, 30)]
+    eager = score_continuations(model, requests, batch_size=2)
+    compiled = score_continuations(model, requests, batch_size=2, compile=True)
+    for a, b in zip(eager, compiled, strict=True):
+        assert a.logprob == pytest.approx(b.logprob, abs=1e-4)
+        assert a.is_greedy == b.is_greedy
