@@ -85,11 +85,13 @@ class _Scorer:
     compile_backend = "inductor"  # tests trace with "aot_eager"
 
     def __init__(self, model: TransformerLM | LogitsModel, device: torch.device | None,
-                 compile: bool = False):
+                 compile: bool | None = None):
         self.model = model
         self.forward = _scored_logits
         if isinstance(model, TransformerLM):
             self.device = device or model.lm_head.weight.device
+            if compile is None:
+                compile = self.device.type == "cuda"
             if compile:  # one graph for every batch and length (dynamic shapes)
                 self.forward = torch.compile(_scored_logits, backend=self.compile_backend,
                                              dynamic=True)
@@ -117,13 +119,13 @@ class _Scorer:
 def score_continuations(model: TransformerLM | LogitsModel,
                         requests: Sequence[tuple[Sequence[int], Sequence[int]]],
                         batch_size: int = 32, max_length: int | None = None,
-                        device: torch.device | None = None, compile: bool = False
+                        device: torch.device | None = None, compile: bool | None = None
                         ) -> list[ContinuationScore]:
     """Each (context ids, continuation ids): the continuation's summed log-probability given the
     context. `max_length`: the model's window (its context_length by default). `compile`:
     run a TransformerLM's forward through torch.compile (one graph with dynamic shapes; it pays
     for its compilation on long evaluations on a GPU, where eager elementwise kernels and their
-    launches dominate)."""
+    launches dominate). None, the default: compiled on CUDA, eager elsewhere (as the engine)."""
     if max_length is None:
         if not isinstance(model, TransformerLM):
             raise ValueError("max_length is required for a model other than a TransformerLM")

@@ -147,3 +147,14 @@ def test_compiled_scoring_gives_the_eager_scores(monkeypatch):
     for a, b in zip(eager, compiled, strict=True):
         assert a.logprob == pytest.approx(b.logprob, abs=1e-4)
         assert a.is_greedy == b.is_greedy
+
+
+def test_scoring_compiles_by_default_only_on_cuda():
+    """The default (compile=None) is the engine's rule: compiled where launches dominate (CUDA),
+    eager on CPU, where compilation would cost more than it saves on a short evaluation."""
+    from lmlib.eval.likelihood import _scored_logits, _Scorer
+
+    model = tiny()
+    assert _Scorer(model, torch.device("cpu")).forward is _scored_logits
+    assert _Scorer(model, torch.device("cuda")).forward is not _scored_logits
+    assert _Scorer(model, torch.device("cuda"), compile=False).forward is _scored_logits
