@@ -2,7 +2,8 @@
 throughput and the reward curve; and a GRPO step on a Qwen2.5-Math-1.5B-shaped checkpoint.
 
     python benchmarks/bench_grpo.py [--part gsm8k|qwen|both] [--gsm8k-dir DIR] [--gpt2-dir DIR]
-        [--sft-steps 600] [--grpo-steps 40] [--prompts 32] [--group-size 8] [--stacks-every S]
+        [--sft-steps 600] [--grpo-steps 40] [--prompts 32] [--group-size 8] [--qwen-steps 3]
+        [--stacks-every S]
 
 Part gsm8k: a GPT-2-small-shaped model (124M, GPT-2's tokenizer, context 512) from random
 weights, since no pretrained weights can be downloaded here: SFT on GSM8K's worked solutions
@@ -16,8 +17,9 @@ step, which compiles the engine's step, reported apart).
 
 Part qwen: the shape of Qwen2.5-Math-1.5B (hidden 1536, 28 layers, 12 query and 2 key/value
 heads, SwiGLU 8960, vocabulary 151,936, tied embeddings, q/k/v biases) with random weights
-from transformers, saved as safetensors, loaded by lmlib.hf.load, then two GRPO steps with the
-options a user would pick on one H200: bf16 autocast with fp32 master weights, a bf16 engine,
+from transformers, saved as safetensors, loaded by lmlib.hf.load, then --qwen-steps GRPO steps
+(3 by default: the first compiles, the second meets new sequence lengths, the third is steady)
+with the options a user would pick on one H200: bf16 autocast with fp32 master weights, a bf16 engine,
 8 questions x 8 samples, micro-batches of 8, the clipped loss, FlashAttention (ours). Its
 tokenizer is GPT-2's padded to the vocabulary with placeholder tokens (a random model samples
 every id; they are special tokens, so a sampled one re-encodes to its own id). Reported:
@@ -177,7 +179,7 @@ def qwen_part(args, work: Path) -> None:
     train = gsm8k_task(args.gsm8k_dir, "train")
     task = dataclasses.replace(train, responses=None)
     torch.cuda.reset_peak_memory_stats()
-    grpo_config = GRPOConfig(steps=2, prompts_per_step=8, group_size=8, micro_batch_size=8,
+    grpo_config = GRPOConfig(steps=args.qwen_steps, prompts_per_step=8, group_size=8, micro_batch_size=8,
                              loss_type="grpo_clip", epochs_per_rollout=1, learning_rate=1e-6,
                              eval_problems=0, log_interval=1, checkpoint_interval=10_000,
                              device="cuda")
@@ -191,7 +193,7 @@ def qwen_part(args, work: Path) -> None:
     parameters = sum(p.numel() for p in load_model(work / "qwen_start").parameters())
     print(header("A GRPO step on a Qwen2.5-Math-1.5B-shaped checkpoint (random weights)"))
     print(f"{parameters / 1e9:.2f}B parameters; made, saved by transformers and loaded by "
-          f"lmlib.hf.load in {prepared:.0f} s; 2 GRPO steps of 8 x 8 rollouts (up to 256 new "
+          f"lmlib.hf.load in {prepared:.0f} s; {args.qwen_steps} GRPO steps of 8 x 8 rollouts (up to 256 new "
           f"tokens), grpo_clip, micro-batches of 8, bf16 autocast: {seconds:.0f} s "
           f"({result.generation_seconds:.1f} s generating, {result.training_seconds:.1f} s "
           f"training); peak GPU memory {peak:.1f} GiB\n{summary}")
@@ -213,6 +215,7 @@ def main() -> None:
     parser.add_argument("--prompts", type=int, default=32)
     parser.add_argument("--group-size", type=int, default=8)
     parser.add_argument("--eval-problems", type=int, default=256)
+    parser.add_argument("--qwen-steps", type=int, default=3)
     parser.add_argument("--shape", choices=sorted(SHAPES), default="gpt2-small")
     parser.add_argument("--device", default="cuda")
     parser.add_argument("--stacks-every", type=float, default=0.0, metavar="SECONDS")
