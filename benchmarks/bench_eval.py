@@ -175,8 +175,8 @@ def main() -> None:
           f"batch {args.batch_size}, {device}\n")
     print("| scorer | questions/s | seconds | same letter as transformers |")
     print("|---|---:|---:|---:|")
-    print(f"| lmlib.eval.score_continuations, compile=False | {count / ours_seconds:,.1f} | {ours_seconds:.2f} "
-          f"| {same}/{count} |")
+    print(f"| lmlib.eval.score_continuations, compile=False | {count / ours_seconds:,.1f} | "
+          f"{ours_seconds:.2f} | {same}/{count} |")
     print(f"| the same, compiled (the default on CUDA) | {count / compiled_seconds:,.1f} | "
           f"{compiled_seconds:.2f} | {compiled_same}/{count} |")
     print(f"| transformers, harness method | {count / peer_seconds:,.1f} | {peer_seconds:.2f} "

@@ -19,8 +19,8 @@ Part qwen: the shape of Qwen2.5-Math-1.5B (hidden 1536, 28 layers, 12 query and 
 heads, SwiGLU 8960, vocabulary 151,936, tied embeddings, q/k/v biases) with random weights
 from transformers, saved as safetensors, loaded by lmlib.hf.load, then --qwen-steps GRPO steps
 (3 by default: the first compiles, the second meets new sequence lengths, the third is steady)
-with the options a user would pick on one H200: bf16 autocast with fp32 master weights, a bf16 engine,
-8 questions x 8 samples, micro-batches of 8, the clipped loss, FlashAttention (ours). Its
+with the options a user would pick on one H200: bf16 autocast with fp32 master weights, a bf16
+engine, 8 questions x 8 samples, micro-batches of 8, the clipped loss, FlashAttention (ours). Its
 tokenizer is GPT-2's padded to the vocabulary with placeholder tokens (a random model samples
 every id; they are special tokens, so a sampled one re-encodes to its own id). Reported:
 seconds per step split, peak GPU memory.
@@ -179,10 +179,10 @@ def qwen_part(args, work: Path) -> None:
     train = gsm8k_task(args.gsm8k_dir, "train")
     task = dataclasses.replace(train, responses=None)
     torch.cuda.reset_peak_memory_stats()
-    grpo_config = GRPOConfig(steps=args.qwen_steps, prompts_per_step=8, group_size=8, micro_batch_size=8,
-                             loss_type="grpo_clip", epochs_per_rollout=1, learning_rate=1e-6,
-                             eval_problems=0, log_interval=1, checkpoint_interval=10_000,
-                             device="cuda")
+    grpo_config = GRPOConfig(steps=args.qwen_steps, prompts_per_step=8, group_size=8,
+                             micro_batch_size=8, loss_type="grpo_clip", epochs_per_rollout=1,
+                             learning_rate=1e-6, eval_problems=0, log_interval=1,
+                             checkpoint_interval=10_000, device="cuda")
     started = time.perf_counter()
     progress({"kind": "status", "message": f"checkpoint ready in {prepared:.0f} s"})
     result = run_grpo(work / "qwen_start", tokenizer_dir, task, None, work / "qwen_run",
@@ -193,8 +193,8 @@ def qwen_part(args, work: Path) -> None:
     parameters = sum(p.numel() for p in load_model(work / "qwen_start").parameters())
     print(header("A GRPO step on a Qwen2.5-Math-1.5B-shaped checkpoint (random weights)"))
     print(f"{parameters / 1e9:.2f}B parameters; made, saved by transformers and loaded by "
-          f"lmlib.hf.load in {prepared:.0f} s; {args.qwen_steps} GRPO steps of 8 x 8 rollouts (up to 256 new "
-          f"tokens), grpo_clip, micro-batches of 8, bf16 autocast: {seconds:.0f} s "
+          f"lmlib.hf.load in {prepared:.0f} s; {args.qwen_steps} GRPO steps of 8 x 8 rollouts "
+          f"(up to 256 new tokens), grpo_clip, micro-batches of 8, bf16 autocast: {seconds:.0f} s "
           f"({result.generation_seconds:.1f} s generating, {result.training_seconds:.1f} s "
           f"training); peak GPU memory {peak:.1f} GiB\n{summary}")
     for r in records:
