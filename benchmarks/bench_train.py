@@ -15,14 +15,17 @@ One step = forward, backward, clipping, optimizer step. MFU = 6N + 12 L d T FLOP
 
 Diagnostic variants add options after a colon: `ours-flash_triton:ce=torch:opt=foreach` (our
 plain-ops loss, our multi-tensor AdamW), `:ce=compiled` (our plain-ops loss through
-torch.compile), `:qkv=separate` (three q/k/v matmuls).
+torch.compile), `:qkv=separate` (three q/k/v matmuls), `:packed=no` (q, k, v through the per-tensor attention
+path, RoPE by Inductor, rather than lmlib.kernels.packed_attention).
+`--shape gpt2-medium` runs the 350M shape (d_model 1024, 24 layers, 16 heads, d_ff 2752).
 `--profile N` prints the kernels that take the most GPU time over N steps of each variant.
 `--first-step` measures instead the time from launch to the end of the first training step of
 `python -m lmlib.train --config gpt2-small` (random tokens, batch 32 x 1024, compile on), twice
 in fresh processes sharing fresh Triton and Inductor cache directories: the first run compiles
 and autotunes everything, the second finds it all on disk.
 
-    python benchmarks/bench_train.py [--steps 20] [--warmup 5] [--batch 32] [--no-compile]
+    python benchmarks/bench_train.py [--shape gpt2-small] [--steps 20] [--warmup 5] [--batch 32]
+        [--no-compile]
         [--variants reference,ours-torch,ours-flash_triton] [--profile 2] [--out DIR]
     python benchmarks/bench_train.py --first-step
 """
@@ -48,8 +51,13 @@ from lmlib.model import ModelConfig, TransformerLM, cross_entropy  # noqa: E402
 from lmlib.optim import AdamW, gradient_clipping  # noqa: E402
 
 PEAK_FLOPS = 989e12
-SHAPE = dict(vocab_size=50304, context_length=1024, d_model=768, num_layers=12, num_heads=12,
-             d_ff=2048, rope_theta=10000.0)
+SHAPES = {  # --shape; d_ff is 8/3 d_model rounded up to 64, our default for SwiGLU
+    "gpt2-small": dict(vocab_size=50304, context_length=1024, d_model=768, num_layers=12,
+                       num_heads=12, d_ff=2048, rope_theta=10000.0),
+    "gpt2-medium": dict(vocab_size=50304, context_length=1024, d_model=1024, num_layers=24,
+                        num_heads=16, d_ff=2752, rope_theta=10000.0),
+}
+SHAPE = SHAPES["gpt2-small"]  # main() sets the one asked for
 
 
 class ReferenceRope(nn.Module):
@@ -112,7 +120,7 @@ def parse_variant(variant: str) -> tuple[str, dict]:
     """"ours-flash_triton:ce=torch:opt=foreach" -> ("ours-flash_triton", {"ce": ..., "opt": ...})."""
     name, *options = variant.split(":")
     parsed = dict(option.split("=", 1) for option in options)
-    unknown = set(parsed) - {"ce", "opt", "qkv"}
+    unknown = set(parsed) - {"ce", "opt", "qkv", "packed"}
     if unknown or not (name == "reference" or name.startswith("ours-")):
         raise ValueError(f"cannot read variant {variant!r}")
     return name, parsed
@@ -127,6 +135,7 @@ def build_model(name: str, options: dict):
     import lmlib.model.attention as attention
 
     attention.MultiHeadSelfAttention.fuse_qkv = options.get("qkv", "fused") == "fused"
+    attention.MultiHeadSelfAttention.packed = options.get("packed", "yes") == "yes"
     if backend == "sdpa":  # diagnostic: our model with torch's SDPA in place of our attention
         attention.MultiHeadSelfAttention._attend = lambda self, q, k, v, offset: (
             F.scaled_dot_product_attention(q, k, v, is_causal=True))
@@ -322,6 +331,7 @@ def driver_version() -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--shape", choices=sorted(SHAPES), default="gpt2-small")
     parser.add_argument("--steps", type=int, default=20)
     parser.add_argument("--warmup", type=int, default=5)
     parser.add_argument("--batch", type=int, default=32)
@@ -329,7 +339,7 @@ def main() -> None:
     parser.add_argument("--variants", default="reference,ours-torch,ours-flash_triton",
                         help="also ours-sdpa (torch's SDPA inside our model) and options after "
                              "colons: :ce=torch|triton|compiled|eager :opt=foreach|fused "
-                             ":qkv=separate")
+                             ":qkv=separate :packed=no")
     parser.add_argument("--profile", type=int, default=0, metavar="STEPS",
                         help="profile this many steps of each variant and print the top kernels")
     parser.add_argument("--out", type=Path, default=None,
@@ -337,6 +347,8 @@ def main() -> None:
     parser.add_argument("--first-step", action="store_true",
                         help="measure the time to the first training step, cold and warm")
     args = parser.parse_args()
+    global SHAPE
+    SHAPE = SHAPES[args.shape]
     if not torch.cuda.is_available():
         sys.exit("bench_train needs a CUDA GPU")
     if args.first_step:
@@ -365,7 +377,7 @@ def main() -> None:
     results, built_key, model, compiled = [], None, None, None
     for variant in variants:
         name, options = parse_variant(variant)
-        key = (name, options.get("qkv", "fused"))
+        key = (name, options.get("qkv", "fused"), options.get("packed", "yes"))
         try:
             if key != built_key:  # variants differing only in loss/optimizer share one compile
                 model = compiled = None
@@ -390,7 +402,7 @@ def main() -> None:
         print(f"WARNING: parameter counts differ between variants: {sorted(counts)}")
     reference = next((r for r in results if r["variant"] == "reference"), None)
     print()
-    print(f"bench_train, {datetime.date.today().isoformat()}: GPT-2 small shape "
+    print(f"bench_train, {datetime.date.today().isoformat()}: {args.shape} shape "
           f"({results[0]['parameters'] / 1e6:.1f}M params, equal in all variants: "
           f"{len(counts) == 1}), batch {args.batch} x 1024, bf16 autocast, "
           f"compile={args.compile}, {args.steps} timed steps after {args.warmup} warm-up")

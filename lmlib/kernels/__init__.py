@@ -4,6 +4,9 @@
 - `FlashAttention2Torch`: the same algorithm in plain PyTorch (tiles, online softmax, backward by
   recomputation from the logsumexp), the reference the kernels are tested against.
 - `flash_attention(q, k, v, is_causal, implementation)`: the one call the model makes.
+- `packed_flash_attention(qkv, num_heads, cos, sin)`: the Triton kernels fed by the packed q/k/v
+  projection, with RoPE inside, returning the projection's gradient in one piece (the model's
+  training path).
 - `triton_cross_entropy(logits, targets)`: the loss in two kernels that never copy the logits
   to float32 (lmlib.model.cross_entropy calls it on CUDA).
 """
@@ -17,6 +20,11 @@ from lmlib.kernels.flash_attention_torch import (
     flash_attention_torch_forward,
 )
 from lmlib.kernels.flash_attention_triton import FlashAttention2, flash_attention_triton_forward
+from lmlib.kernels.packed_attention import (
+    PackedFlashAttention,
+    packed_attention_applies,
+    packed_flash_attention,
+)
 
 IMPLEMENTATIONS = {"torch": FlashAttention2Torch, "triton": FlashAttention2}
 
@@ -28,6 +36,9 @@ __all__ = [
     "flash_attention_torch_backward",
     "flash_attention_torch_forward",
     "flash_attention_triton_forward",
+    "PackedFlashAttention",
+    "packed_attention_applies",
+    "packed_flash_attention",
     "triton_cross_entropy",
 ]
 

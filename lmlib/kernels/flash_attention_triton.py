@@ -425,14 +425,11 @@ def _size_class(head_dim: int) -> str:
     return "256" if head_dim > 128 else "up_to_128"
 
 
-@torch.library.custom_op("lmlib::flash_attention_forward", mutates_args=())
-def _forward_op(
-    q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, is_causal: bool, sm_scale: float
-) -> tuple[torch.Tensor, torch.Tensor]:
+def launch_forward(q, k, v, out, lse, is_causal: bool, sm_scale: float) -> None:
+    """The forward kernel on (batch, heads, seq, dim) views of any strides (unit stride on dim),
+    writing O into `out` and the logsumexp into `lse` (batch, heads, seq_q)."""
     batch, heads, seq_q, _ = q.shape
     seq_k = k.shape[2]
-    out = _sequence_major(q)
-    lse = torch.empty((batch, heads, seq_q), device=q.device, dtype=torch.float32)
     kernel = _FWD[_size_class(q.shape[-1])]
 
     def grid(meta):
@@ -443,6 +440,15 @@ def _forward_op(
         q, k, v, out, lse, sm_scale, *_strides(q), *_strides(k), *_strides(v), *_strides(out),
         heads, seq_q, seq_k, _seq_bucket(seq_q, seq_k), **_common_meta(q, is_causal),
     )  # fmt: skip
+
+
+@torch.library.custom_op("lmlib::flash_attention_forward", mutates_args=())
+def _forward_op(
+    q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, is_causal: bool, sm_scale: float
+) -> tuple[torch.Tensor, torch.Tensor]:
+    out = _sequence_major(q)
+    lse = torch.empty(q.shape[:-1], device=q.device, dtype=torch.float32)
+    launch_forward(q, k, v, out, lse, is_causal, sm_scale)
     return out, lse
 
 
@@ -452,17 +458,11 @@ def _forward_fake(q, k, v, is_causal, sm_scale):
     return out, q.new_empty(q.shape[:-1], dtype=torch.float32)
 
 
-@torch.library.custom_op("lmlib::flash_attention_backward", mutates_args=())
-def _backward_op(
-    grad_out: torch.Tensor,
-    q: torch.Tensor,
-    k: torch.Tensor,
-    v: torch.Tensor,
-    out: torch.Tensor,
-    lse: torch.Tensor,
-    is_causal: bool,
-    sm_scale: float,
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def launch_backward(
+    grad_out, q, k, v, out, lse, grad_q, grad_k, grad_v, is_causal: bool, sm_scale: float
+) -> None:
+    """The three backward kernels, writing dQ, dK, dV into the given (batch, heads, seq, dim)
+    views of any strides (unit stride on dim)."""
     batch, heads, seq_q, head_dim = q.shape
     seq_k = k.shape[2]
     if grad_out.stride(-1) != 1:
@@ -473,7 +473,6 @@ def _backward_op(
         out, grad_out, delta, *_strides(out), *_strides(grad_out), heads, seq_q,
         HEAD_DIM=head_dim, BLOCK_M=delta_block,
     )  # fmt: skip
-    grad_q, grad_k, grad_v = _sequence_major(q), _sequence_major(k), _sequence_major(v)
     meta = _common_meta(q, is_causal)
     bucket = _seq_bucket(seq_q, seq_k)
     size = _size_class(head_dim)
@@ -498,6 +497,21 @@ def _backward_op(
         *_strides(q), *_strides(k), *_strides(v), *_strides(grad_out), *_strides(grad_q),
         heads, seq_q, seq_k, bucket, **meta,
     )  # fmt: skip
+
+
+@torch.library.custom_op("lmlib::flash_attention_backward", mutates_args=())
+def _backward_op(
+    grad_out: torch.Tensor,
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    out: torch.Tensor,
+    lse: torch.Tensor,
+    is_causal: bool,
+    sm_scale: float,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    grad_q, grad_k, grad_v = _sequence_major(q), _sequence_major(k), _sequence_major(v)
+    launch_backward(grad_out, q, k, v, out, lse, grad_q, grad_k, grad_v, is_causal, sm_scale)
     return grad_q, grad_k, grad_v
 
 

@@ -46,19 +46,19 @@ def scaled_dot_product_attention(
     return probabilities.to(V.dtype) @ V
 
 
-_flash_attention = None
+_kernels_module = None
 
 
-def _load_flash_attention():
-    """lmlib.kernels.flash_attention, imported on first use (it needs triton). A module global,
-    not functools.cache: this runs inside torch.compile'd forwards, where Dynamo guards on a
+def _kernels():
+    """lmlib.kernels, imported on first use (it needs triton). A module global, not
+    functools.cache: this runs inside torch.compile'd forwards, where Dynamo guards on a
     global but would trace through the cache wrapper and the import."""
-    global _flash_attention
-    if _flash_attention is None:
-        from lmlib.kernels import flash_attention
+    global _kernels_module
+    if _kernels_module is None:
+        import lmlib.kernels
 
-        _flash_attention = flash_attention
-    return _flash_attention
+        _kernels_module = lmlib.kernels
+    return _kernels_module
 
 
 def resolve_attention_backend(backend: str, device: torch.device) -> str:
@@ -70,7 +70,7 @@ def resolve_attention_backend(backend: str, device: torch.device) -> str:
     if device.type != "cuda":
         return "torch"
     try:
-        _load_flash_attention()
+        _kernels()
     except ImportError:
         return "torch"
     return "flash_triton"
@@ -115,6 +115,9 @@ class MultiHeadSelfAttention(nn.Module):
     """
 
     fuse_qkv = True
+    # the packed kernels (projection in, gradient out, RoPE inside) where they apply; False is
+    # for comparisons (benchmarks/bench_train.py :packed=no)
+    packed = True
     batch_invariant_gradients = False  # for the fused q/k/v matmul: lmlib.model.batch_invariant
 
     def __init__(
@@ -169,6 +172,8 @@ class MultiHeadSelfAttention(nn.Module):
         layer_index: int = 0,
     ) -> torch.Tensor:
         """x: (..., seq, d_model) -> (..., seq, d_model)."""
+        if self._packed_applies(x, token_positions, kv_cache):
+            return self._attend_packed(x)
         seq_len = x.shape[-2]
         offset = kv_cache.length if kv_cache is not None else 0
         # (..., seq, d_model) -> (..., heads, seq, head_dim); k, v with num_kv_heads heads
@@ -198,23 +203,50 @@ class MultiHeadSelfAttention(nn.Module):
         whole sequence is processed (one larger GEMM, forward and backward); three matmuls
         when decoding, where concatenating the weights every token would cost more."""
         if whole_sequence and self.fuse_qkv:
-            projections = (self.q_proj, self.k_proj, self.v_proj)
-            weight = torch.cat([projection.weight for projection in projections])
-            if self.batch_invariant_gradients:  # per-sequence gradient of the stacked weight
-                stacked = linear(x, weight, True)
-            else:
-                stacked = x @ weight.t()
-            if self.q_proj.bias is not None:
-                stacked = stacked + torch.cat([projection.bias for projection in projections])
-            return stacked.split([projection.out_features for projection in projections], dim=-1)
+            sizes = [projection.out_features for projection in self._projections]
+            return self._stacked_qkv(x).split(sizes, dim=-1)
         return self.q_proj(x), self.k_proj(x), self.v_proj(x)
+
+    @property
+    def _projections(self) -> tuple[Linear, Linear, Linear]:
+        return self.q_proj, self.k_proj, self.v_proj
+
+    def _stacked_qkv(self, x: torch.Tensor) -> torch.Tensor:
+        """[q | k | v] from one matmul: (..., seq, d_model) -> (..., seq, d_q + 2 d_kv)."""
+        weight = torch.cat([projection.weight for projection in self._projections])
+        if self.batch_invariant_gradients:  # per-sequence gradient of the stacked weight
+            stacked = linear(x, weight, True)
+        else:
+            stacked = x @ weight.t()
+        if self.q_proj.bias is not None:
+            stacked = stacked + torch.cat([projection.bias for projection in self._projections])
+        return stacked
+
+    def _packed_applies(self, x: torch.Tensor, token_positions, kv_cache) -> bool:
+        """Whether the packed kernels (lmlib.kernels.packed_attention) serve this call: whole
+        batched sequences at positions 0 .. seq-1 with RoPE, plain multi-head attention, the
+        Triton backend, a power-of-two head dim; the per-tensor path serves the rest."""
+        if not (self.packed and self.fuse_qkv and kv_cache is None and token_positions is None
+                and x.dim() == 3 and self.rope is not None and not self.qk_norm
+                and self.num_kv_heads == self.num_heads
+                and x.shape[-2] <= self.rope.max_seq_len):
+            return False
+        if resolve_attention_backend(self.attention_backend, x.device) != "flash_triton":
+            return False
+        return _kernels().packed_attention_applies(self.head_dim)
+
+    def _attend_packed(self, x: torch.Tensor) -> torch.Tensor:
+        seq_len = x.shape[-2]
+        rope = self.rope
+        out = _kernels().packed_flash_attention(
+            self._stacked_qkv(x), self.num_heads, rope.cos[:seq_len], rope.sin[:seq_len])
+        return self.output_proj(out)
 
     def _attend(self, q, k, v, offset: int) -> torch.Tensor:
         backend = resolve_attention_backend(self.attention_backend, q.device)
         if backend != "torch" and q.shape[-2] == k.shape[-2] and q.dim() == 4:
-            flash_attention = _load_flash_attention()
             implementation = "torch" if backend == "flash_torch" else "triton"
-            return flash_attention(q, k, v, is_causal=True, implementation=implementation)
+            return _kernels().flash_attention(q, k, v, is_causal=True, implementation=implementation)
         # query i sits at absolute position offset + i and sees keys 0 .. offset + i
         mask = torch.ones(q.shape[-2], k.shape[-2], dtype=torch.bool, device=q.device).tril(offset)
         return scaled_dot_product_attention(q, k, v, mask)
