@@ -32,33 +32,36 @@ from lmlib.kernels.flash_attention_triton import (
     launch_forward,
 )
 
-ROTATE_BLOCK = 32  # sequence positions per rotation program
+ROTATE_BLOCK = 64  # sequence positions per rotation program
 
 
 @triton.jit
 def _rotate_pairs_kernel(
     X, Y, COS, SIN, stride_xz, stride_xs, stride_xh, stride_yz, stride_ys, stride_yh,
-    n_heads, seq, sin_sign, HALF: tl.constexpr, BLOCK_S: tl.constexpr,
+    n_heads, seq, sin_sign, HEAD_DIM: tl.constexpr, BLOCK_S: tl.constexpr,
 ):  # fmt: skip
     """Y[z, s, h] = pairs of X[z, s, h] rotated by angle s * frequency (by its negative when
-    sin_sign is -1), computed in float32; X and Y may be the same memory."""
+    sin_sign is -1), computed in float32; X and Y may be the same memory. Rows are loaded and
+    stored whole and split into even and odd lanes in registers: loads and stores of every
+    other element ran at a twentieth of the memory bandwidth on an H200."""
     pid_s = tl.program_id(0)
     zh = tl.program_id(1)
     z = (zh // n_heads).to(tl.int64)
     h = (zh % n_heads).to(tl.int64)
     offs_s = pid_s * BLOCK_S + tl.arange(0, BLOCK_S)
-    offs_i = tl.arange(0, HALF)
+    offs_d = tl.arange(0, HEAD_DIM)
+    offs_i = tl.arange(0, HEAD_DIM // 2)
     rows_ok = offs_s[:, None] < seq
     rows = offs_s[:, None].to(tl.int64)
-    x = X + z * stride_xz + h * stride_xh + rows * stride_xs + 2 * offs_i[None, :]
-    y = Y + z * stride_yz + h * stride_yh + rows * stride_ys + 2 * offs_i[None, :]
-    even = tl.load(x, mask=rows_ok, other=0.0).to(tl.float32)
-    odd = tl.load(x + 1, mask=rows_ok, other=0.0).to(tl.float32)
-    table = rows * HALF + offs_i[None, :]
+    x = tl.load(X + z * stride_xz + h * stride_xh + rows * stride_xs + offs_d[None, :],
+                mask=rows_ok, other=0.0).to(tl.float32)  # fmt: skip
+    even, odd = tl.split(tl.reshape(x, (BLOCK_S, HEAD_DIM // 2, 2)))
+    table = rows * (HEAD_DIM // 2) + offs_i[None, :]
     cos = tl.load(COS + table, mask=rows_ok, other=0.0).to(tl.float32)
     sin = tl.load(SIN + table, mask=rows_ok, other=0.0).to(tl.float32) * sin_sign
-    tl.store(y, (even * cos - odd * sin).to(Y.dtype.element_ty), mask=rows_ok)
-    tl.store(y + 1, (even * sin + odd * cos).to(Y.dtype.element_ty), mask=rows_ok)
+    y = tl.reshape(tl.join(even * cos - odd * sin, even * sin + odd * cos), (BLOCK_S, HEAD_DIM))
+    tl.store(Y + z * stride_yz + h * stride_yh + rows * stride_ys + offs_d[None, :],
+             y.to(Y.dtype.element_ty), mask=rows_ok)  # fmt: skip
 
 
 def _rotate(source: torch.Tensor, target: torch.Tensor, cos, sin, sin_sign: float) -> None:
@@ -68,7 +71,7 @@ def _rotate(source: torch.Tensor, target: torch.Tensor, cos, sin, sin_sign: floa
     _rotate_pairs_kernel[grid](
         source, target, cos, sin, source.stride(0), source.stride(1), source.stride(2),
         target.stride(0), target.stride(1), target.stride(2), heads, seq, sin_sign,
-        HALF=head_dim // 2, BLOCK_S=ROTATE_BLOCK,
+        HEAD_DIM=head_dim, BLOCK_S=ROTATE_BLOCK,
     )  # fmt: skip
 
 
