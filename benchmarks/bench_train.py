@@ -15,8 +15,8 @@ One step = forward, backward, clipping, optimizer step. MFU = 6N + 12 L d T FLOP
 
 Diagnostic variants add options after a colon: `ours-flash_triton:ce=torch:opt=foreach` (our
 plain-ops loss, our multi-tensor AdamW), `:ce=compiled` (our plain-ops loss through
-torch.compile), `:qkv=separate` (three q/k/v matmuls), `:packed=no` (q, k, v through the per-tensor attention
-path, RoPE by Inductor, rather than lmlib.kernels.packed_attention).
+torch.compile), `:qkv=separate` (three q/k/v matmuls), `:packed=no` (q, k, v through the
+per-tensor attention path, RoPE by Inductor, rather than lmlib.kernels.packed_attention).
 `--shape gpt2-medium` runs the 350M shape (d_model 1024, 24 layers, 16 heads, d_ff 2752).
 `--profile N` prints the kernels that take the most GPU time over N steps of each variant.
 `--first-step` measures instead the time from launch to the end of the first training step of

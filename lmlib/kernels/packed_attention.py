@@ -25,7 +25,6 @@ import triton
 import triton.language as tl
 
 from lmlib.kernels.flash_attention_triton import (
-    INTERPRET,
     MAX_HEAD_DIM,
     MIN_HEAD_DIM,
     _check_inputs,
@@ -39,17 +38,15 @@ ROTATE_BLOCK = 64  # sequence positions per rotation program
 @triton.jit
 def _rotate_pairs_kernel(
     X, Y, COS, SIN, stride_xz, stride_xs, stride_xh, stride_yz, stride_ys, stride_yh,
-    n_heads, seq, sin_sign, HEAD_DIM: tl.constexpr, BLOCK_S: tl.constexpr,
+    seq, sin_sign, HEAD_DIM: tl.constexpr, BLOCK_S: tl.constexpr,
 ):  # fmt: skip
     """Y[z, s, h] = pairs of X[z, s, h] rotated by angle s * frequency (by its negative when
     sin_sign is -1), computed in float32; X and Y may be the same memory. Rows are loaded and
     stored whole and split into even and odd lanes in registers: loads and stores of every
     other element ran at a twentieth of the memory bandwidth on an H200."""
-    pid_s = tl.program_id(0)
-    zh = tl.program_id(1)
-    z = (zh // n_heads).to(tl.int64)
-    h = (zh % n_heads).to(tl.int64)
-    offs_s = pid_s * BLOCK_S + tl.arange(0, BLOCK_S)
+    z = tl.program_id(1).to(tl.int64)
+    h = tl.program_id(2).to(tl.int64)
+    offs_s = tl.program_id(0) * BLOCK_S + tl.arange(0, BLOCK_S)
     offs_d = tl.arange(0, HEAD_DIM)
     offs_i = tl.arange(0, HEAD_DIM // 2)
     rows_ok = offs_s[:, None] < seq
@@ -68,10 +65,10 @@ def _rotate_pairs_kernel(
 def _rotate(source: torch.Tensor, target: torch.Tensor, cos, sin, sin_sign: float) -> None:
     """Rotates (batch, seq, heads, dim) `source` into `target` (unit stride on dim)."""
     batch, seq, heads, head_dim = source.shape
-    grid = (triton.cdiv(seq, ROTATE_BLOCK), batch * heads)
+    grid = (triton.cdiv(seq, ROTATE_BLOCK), batch, heads)
     _rotate_pairs_kernel[grid](
         source, target, cos, sin, source.stride(0), source.stride(1), source.stride(2),
-        target.stride(0), target.stride(1), target.stride(2), heads, seq, sin_sign,
+        target.stride(0), target.stride(1), target.stride(2), seq, sin_sign,
         HEAD_DIM=head_dim, BLOCK_S=ROTATE_BLOCK,
     )  # fmt: skip
 
@@ -185,9 +182,7 @@ def packed_flash_attention(
     qkv: torch.Tensor, num_heads: int, cos: torch.Tensor, sin: torch.Tensor, is_causal: bool = True
 ) -> torch.Tensor:
     """Attention from the packed projection: see `PackedFlashAttention`. CUDA, or the CPU under
-    TRITON_INTERPRET=1."""
+    TRITON_INTERPRET=1 (the kernels' input checks say so otherwise)."""
     if qkv.dim() != 3:
         raise ValueError(f"packed attention expects (batch, seq, 3 * d); got {tuple(qkv.shape)}")
-    if not INTERPRET and not qkv.is_cuda:
-        raise ValueError("the Triton kernels need CUDA tensors (or TRITON_INTERPRET=1)")
     return PackedFlashAttention.apply(qkv, num_heads, cos, sin, is_causal)

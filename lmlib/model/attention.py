@@ -250,7 +250,8 @@ class MultiHeadSelfAttention(nn.Module):
         backend = resolve_attention_backend(self.attention_backend, q.device)
         if backend != "torch" and q.shape[-2] == k.shape[-2] and q.dim() == 4:
             implementation = "torch" if backend == "flash_torch" else "triton"
-            return _kernels().flash_attention(q, k, v, is_causal=True, implementation=implementation)
+            return _kernels().flash_attention(q, k, v, is_causal=True,
+                                              implementation=implementation)
         # query i sits at absolute position offset + i and sees keys 0 .. offset + i
         mask = torch.ones(q.shape[-2], k.shape[-2], dtype=torch.bool, device=q.device).tril(offset)
         return scaled_dot_product_attention(q, k, v, mask)
