@@ -25,6 +25,7 @@ import argparse
 import json
 import math
 import os
+from functools import partial
 
 import torch
 import torch.nn.functional as F
@@ -79,10 +80,10 @@ def _tile(desc, z, h, row, n_heads, HEAD_MAJOR: tl.constexpr, HEAD_DIM: tl.const
 def _fwd_tma_loop(
     acc, row_sum, row_max, q, k_desc, v_desc, z, h, n_heads, offs_m, key_lo, key_hi, seq_k,
     qk_scale, HEAD_MAJOR: tl.constexpr, HEAD_DIM: tl.constexpr, BLOCK_N: tl.constexpr,
-    MASKED: tl.constexpr, IS_CAUSAL: tl.constexpr, WARP_SPEC: tl.constexpr,
+    MASKED: tl.constexpr, IS_CAUSAL: tl.constexpr,
 ):  # fmt: skip
     offs_n = tl.arange(0, BLOCK_N)
-    for start_n in tl.range(key_lo, key_hi, BLOCK_N, warp_specialize=WARP_SPEC and not MASKED):
+    for start_n in range(key_lo, key_hi, BLOCK_N):
         k = _tile(k_desc, z, h, start_n, n_heads, HEAD_MAJOR, HEAD_DIM, BLOCK_N)
         v = _tile(v_desc, z, h, start_n, n_heads, HEAD_MAJOR, HEAD_DIM, BLOCK_N)
         scores = tl.dot(q, tl.trans(k))
@@ -107,7 +108,7 @@ def _fwd_tma_kernel(
     Q, K, V, Out, LSE, sm_scale, stride_qz, stride_qs, stride_kz, stride_ks, stride_vz,
     stride_vs, stride_oz, stride_os, batch, n_heads, seq_q, seq_k, seq_bucket,
     HEAD_DIM: tl.constexpr, IS_CAUSAL: tl.constexpr, HEAD_MAJOR: tl.constexpr,
-    WARP_SPEC: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
+    BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
 ):  # fmt: skip
     pid_m = tl.program_id(0)
     if IS_CAUSAL:
@@ -138,11 +139,11 @@ def _fwd_tma_kernel(
         masked_end = seq_k
     acc, row_sum, row_max = _fwd_tma_loop(
         acc, row_sum, row_max, q, k_desc, v_desc, z, h, n_heads, offs_m, 0, unmasked_end, seq_k,
-        qk_scale, HEAD_MAJOR, HEAD_DIM, BLOCK_N, False, IS_CAUSAL, WARP_SPEC,
+        qk_scale, HEAD_MAJOR, HEAD_DIM, BLOCK_N, False, IS_CAUSAL,
     )  # fmt: skip
     acc, row_sum, row_max = _fwd_tma_loop(
         acc, row_sum, row_max, q, k_desc, v_desc, z, h, n_heads, offs_m, unmasked_end,
-        masked_end, seq_k, qk_scale, HEAD_MAJOR, HEAD_DIM, BLOCK_N, True, IS_CAUSAL, WARP_SPEC,
+        masked_end, seq_k, qk_scale, HEAD_MAJOR, HEAD_DIM, BLOCK_N, True, IS_CAUSAL,
     )  # fmt: skip
     acc = acc / row_sum[:, None]
     lse = (row_max + tl.log2(row_sum)) * 0.6931471805599453
@@ -155,7 +156,7 @@ def _fwd_tma_kernel(
 
 
 FWD_TMA_TILES = [(128, 64, 4, 3), (128, 128, 8, 3), (128, 64, 8, 3), (128, 128, 8, 2)]
-_FWD_TMA = triton.autotune(_tiles(FWD_TMA_TILES), fa.TUNE_KEY + ["WARP_SPEC"])(_fwd_tma_kernel)
+_FWD_TMA = triton.autotune(_tiles(FWD_TMA_TILES), fa.TUNE_KEY)(_fwd_tma_kernel)
 
 
 def _head_major(t: torch.Tensor) -> bool:
@@ -168,7 +169,7 @@ def _head_major(t: torch.Tensor) -> bool:
     raise ValueError(f"no descriptor layout for strides {t.stride()}")
 
 
-def forward_tma(q, k, v, is_causal: bool, warp_spec: bool = False):
+def forward_tma(q, k, v, is_causal: bool):
     batch, heads, seq_q, dim = q.shape
     seq_k = k.shape[2]
     out = torch.empty_like(q)
@@ -183,7 +184,7 @@ def forward_tma(q, k, v, is_causal: bool, warp_spec: bool = False):
         q, k, v, out, lse, 1.0 / math.sqrt(dim), q.stride(0), q.stride(2), k.stride(0),
         k.stride(2), v.stride(0), v.stride(2), out.stride(0), out.stride(2), batch, heads, seq_q,
         seq_k, fa._seq_bucket(seq_q, seq_k), HEAD_DIM=dim, IS_CAUSAL=is_causal,
-        HEAD_MAJOR=head_major, WARP_SPEC=warp_spec,
+        HEAD_MAJOR=head_major,
     )  # fmt: skip
     return out, lse
 
@@ -293,7 +294,7 @@ def _bwd_atomic_kernel(
              dv.to(DV.dtype.element_ty), mask=key_ok)  # fmt: skip
 
 
-ATOMIC_TILES = [(64, 128, 8, 2), (64, 128, 8, 3), (32, 128, 4, 3), (64, 64, 4, 3)]
+ATOMIC_TILES = [(64, 128, 8, 2), (64, 128, 8, 3), (32, 128, 4, 3), (64, 64, 4, 3), (32, 128, 8, 3)]
 _ATOMIC = triton.autotune(_tiles(ATOMIC_TILES), fa.TUNE_KEY + ["TMA_DQ"], reset_to_zero=["DQACC"])(
     _bwd_atomic_kernel
 )
@@ -322,6 +323,232 @@ def backward_atomic(grad_out, q, k, v, out, lse, is_causal: bool, tma_dq: bool):
     )  # fmt: skip
     grad_q = (dq_acc * (1.0 / math.sqrt(dim))).to(q.dtype)
     return grad_q, grad_k, grad_v
+
+
+# ----------------------------------------------------------------------------- warp-specialised
+
+
+@triton.jit
+def _rows(X, total_rows, HEAD_DIM: tl.constexpr, BLOCK: tl.constexpr):
+    """A 2-D descriptor over contiguous head-major memory: (batch * heads * seq, dim). Tiles past
+    a sequence's end read the next sequence's rows; the masks zero what they contribute."""
+    return tl.make_tensor_descriptor(X, shape=[total_rows, HEAD_DIM], strides=[HEAD_DIM, 1],
+                                     block_shape=[BLOCK, HEAD_DIM])  # fmt: skip
+
+
+@triton.jit
+def _fwd_ws_kernel(
+    Q, K, V, Out, LSE, sm_scale, seq, total_rows, seq_bucket,
+    HEAD_DIM: tl.constexpr, IS_CAUSAL: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
+):  # fmt: skip
+    """One key loop, masked on every tile, with Triton's warp specialisation: one producer warp
+    group issues the TMA copies, two consumer warp groups split the query tile (Triton 3.6
+    specialises a single loop only: two loops, or a mask under a run-time branch, are refused
+    or left unspecialised)."""
+    pid_m = tl.program_id(0)
+    if IS_CAUSAL:
+        pid_m = tl.num_programs(0) - 1 - pid_m
+    bh = tl.program_id(1)
+    row0 = bh * seq
+    k_desc = _rows(K, total_rows, HEAD_DIM, BLOCK_N)
+    v_desc = _rows(V, total_rows, HEAD_DIM, BLOCK_N)
+    q = _rows(Q, total_rows, HEAD_DIM, BLOCK_M).load([row0 + pid_m * BLOCK_M, 0])
+    offs_m = pid_m * BLOCK_M + tl.arange(0, BLOCK_M)
+    offs_n = tl.arange(0, BLOCK_N)
+    qk_scale = sm_scale * 1.4426950408889634
+    row_max = tl.full([BLOCK_M], float("-inf"), dtype=tl.float32)
+    row_sum = tl.zeros([BLOCK_M], dtype=tl.float32)
+    acc = tl.zeros([BLOCK_M, HEAD_DIM], dtype=tl.float32)
+    key_hi = tl.minimum((pid_m + 1) * BLOCK_M, seq) if IS_CAUSAL else seq
+    for start_n in tl.range(0, key_hi, BLOCK_N, warp_specialize=True):
+        k = k_desc.load([row0 + start_n, 0])
+        v = v_desc.load([row0 + start_n, 0])
+        scores = tl.dot(q, tl.trans(k))
+        key_index = start_n + offs_n
+        keep = key_index[None, :] < seq
+        if IS_CAUSAL:
+            keep = keep & (key_index[None, :] <= offs_m[:, None])
+        scores = tl.where(keep, scores, float("-inf"))
+        new_max = tl.maximum(row_max, tl.max(scores, 1) * qk_scale)
+        probs = tl.exp2(scores * qk_scale - new_max[:, None])
+        correction = tl.exp2(row_max - new_max)
+        row_sum = row_sum * correction + tl.sum(probs, 1)
+        acc = acc * correction[:, None]
+        acc = tl.dot(probs.to(v.dtype), v, acc)
+        row_max = new_max
+    acc = acc / row_sum[:, None]
+    row_ok = offs_m < seq
+    offs_d = tl.arange(0, HEAD_DIM)
+    rows = (row0 + offs_m).to(tl.int64)
+    tl.store(Out + rows[:, None] * HEAD_DIM + offs_d[None, :], acc.to(Out.dtype.element_ty),
+             mask=row_ok[:, None])  # fmt: skip
+    tl.store(LSE + rows, (row_max + tl.log2(row_sum)) * 0.6931471805599453, mask=row_ok)
+
+
+@triton.jit
+def _dkdv_ws_kernel(
+    Q, K, V, DO, DK, DV, LSE, DELTA, sm_scale, seq, total_rows, seq_bucket,
+    HEAD_DIM: tl.constexpr, IS_CAUSAL: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
+):  # fmt: skip
+    """dK and dV for one key tile, one masked query loop, warp-specialised."""
+    pid_n = tl.program_id(0)
+    bh = tl.program_id(1)
+    row0 = bh * seq
+    q_desc = _rows(Q, total_rows, HEAD_DIM, BLOCK_M)
+    do_desc = _rows(DO, total_rows, HEAD_DIM, BLOCK_M)
+    start_n = pid_n * BLOCK_N
+    k = _rows(K, total_rows, HEAD_DIM, BLOCK_N).load([row0 + start_n, 0])
+    v = _rows(V, total_rows, HEAD_DIM, BLOCK_N).load([row0 + start_n, 0])
+    offs_n = start_n + tl.arange(0, BLOCK_N)
+    qk_scale = sm_scale * 1.4426950408889634
+    dk = tl.zeros([BLOCK_N, HEAD_DIM], dtype=tl.float32)
+    dv = tl.zeros([BLOCK_N, HEAD_DIM], dtype=tl.float32)
+    query_lo = (start_n // BLOCK_M) * BLOCK_M if IS_CAUSAL else 0
+    for start_m in tl.range(query_lo, seq, BLOCK_M, warp_specialize=True):
+        q = q_desc.load([row0 + start_m, 0])
+        do = do_desc.load([row0 + start_m, 0])
+        query_index = start_m + tl.arange(0, BLOCK_M)
+        row_ok = query_index < seq
+        lse = tl.load(LSE + row0 + query_index, mask=row_ok, other=0.0)
+        delta = tl.load(DELTA + row0 + query_index, mask=row_ok, other=0.0)
+        scores_t = tl.dot(k, tl.trans(q))
+        probs_t = tl.exp2(scores_t * qk_scale - (lse * 1.4426950408889634)[None, :])
+        keep = row_ok[None, :]
+        if IS_CAUSAL:
+            keep = keep & (query_index[None, :] >= offs_n[:, None])
+        probs_t = tl.where(keep, probs_t, 0.0)
+        dv = tl.dot(probs_t.to(do.dtype), do, dv)
+        grad_scores_t = probs_t * (tl.dot(v, tl.trans(do)) - delta[None, :])
+        dk = tl.dot(grad_scores_t.to(q.dtype), q, dk)
+    key_ok = offs_n[:, None] < seq
+    rows = (row0 + offs_n).to(tl.int64)
+    offs_d = tl.arange(0, HEAD_DIM)
+    tl.store(DK + rows[:, None] * HEAD_DIM + offs_d[None, :],
+             (dk * sm_scale).to(DK.dtype.element_ty), mask=key_ok)  # fmt: skip
+    tl.store(DV + rows[:, None] * HEAD_DIM + offs_d[None, :], dv.to(DV.dtype.element_ty),
+             mask=key_ok)  # fmt: skip
+
+
+@triton.jit
+def _dq_ws_kernel(
+    Q, K, V, DO, DQ, LSE, DELTA, sm_scale, seq, total_rows, seq_bucket,
+    HEAD_DIM: tl.constexpr, IS_CAUSAL: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
+):  # fmt: skip
+    """dQ for one query tile, one masked key loop, warp-specialised."""
+    pid_m = tl.program_id(0)
+    if IS_CAUSAL:
+        pid_m = tl.num_programs(0) - 1 - pid_m
+    bh = tl.program_id(1)
+    row0 = bh * seq
+    k_desc = _rows(K, total_rows, HEAD_DIM, BLOCK_N)
+    v_desc = _rows(V, total_rows, HEAD_DIM, BLOCK_N)
+    start_m = pid_m * BLOCK_M
+    q = _rows(Q, total_rows, HEAD_DIM, BLOCK_M).load([row0 + start_m, 0])
+    do = _rows(DO, total_rows, HEAD_DIM, BLOCK_M).load([row0 + start_m, 0])
+    offs_m = start_m + tl.arange(0, BLOCK_M)
+    row_ok = offs_m < seq
+    lse2 = tl.load(LSE + row0 + offs_m, mask=row_ok, other=0.0) * 1.4426950408889634
+    delta = tl.load(DELTA + row0 + offs_m, mask=row_ok, other=0.0)
+    qk_scale = sm_scale * 1.4426950408889634
+    dq = tl.zeros([BLOCK_M, HEAD_DIM], dtype=tl.float32)
+    key_hi = tl.minimum(start_m + BLOCK_M, seq) if IS_CAUSAL else seq
+    for start_n in tl.range(0, key_hi, BLOCK_N, warp_specialize=True):
+        k = k_desc.load([row0 + start_n, 0])
+        v = v_desc.load([row0 + start_n, 0])
+        key_index = start_n + tl.arange(0, BLOCK_N)
+        probs = tl.exp2(tl.dot(q, tl.trans(k)) * qk_scale - lse2[:, None])
+        keep = key_index[None, :] < seq
+        if IS_CAUSAL:
+            keep = keep & (key_index[None, :] <= offs_m[:, None])
+        probs = tl.where(keep, probs, 0.0)
+        grad_scores = probs * (tl.dot(do, tl.trans(v)) - delta[:, None])
+        dq = tl.dot(grad_scores.to(k.dtype), k, dq)
+    rows = (row0 + offs_m).to(tl.int64)
+    offs_d = tl.arange(0, HEAD_DIM)
+    tl.store(DQ + rows[:, None] * HEAD_DIM + offs_d[None, :],
+             (dq * sm_scale).to(DQ.dtype.element_ty), mask=row_ok[:, None])  # fmt: skip
+
+
+FWD_WS_TILES = [(128, 64, 4, 3), (128, 64, 4, 2), (128, 128, 4, 2), (128, 32, 4, 3)]
+DKDV_WS_TILES = [(32, 128, 4, 3), (64, 128, 4, 2), (64, 64, 4, 3), (32, 128, 4, 2)]
+DQ_WS_TILES = [(64, 64, 4, 3), (64, 64, 4, 2), (64, 32, 4, 3)]
+_FWD_WS = triton.autotune(_tiles(FWD_WS_TILES), fa.TUNE_KEY)(_fwd_ws_kernel)
+_DKDV_WS = triton.autotune(_tiles(DKDV_WS_TILES), fa.TUNE_KEY)(_dkdv_ws_kernel)
+_DQ_WS = triton.autotune(_tiles(DQ_WS_TILES), fa.TUNE_KEY)(_dq_ws_kernel)
+
+
+def _check_head_major(*tensors) -> None:
+    for t in tensors:
+        if not (t.is_contiguous() and _head_major(t)):
+            raise ValueError("the warp-specialised candidates take contiguous head-major tensors")
+
+
+def forward_ws(q, k, v, is_causal: bool):
+    _check_head_major(q, k, v)
+    batch, heads, seq, dim = q.shape
+    out = torch.empty_like(q)
+    lse = torch.empty(q.shape[:-1], device=q.device, dtype=torch.float32)
+
+    def grid(meta):
+        return (triton.cdiv(seq, meta["BLOCK_M"]), batch * heads)
+
+    _FWD_WS[grid](q, k, v, out, lse, 1.0 / math.sqrt(dim), seq, batch * heads * seq,
+                  fa._seq_bucket(seq, seq), HEAD_DIM=dim, IS_CAUSAL=is_causal)  # fmt: skip
+    return out, lse
+
+
+def backward_ws(grad_out, q, k, v, out, lse, is_causal: bool, ws_dq: bool = True):
+    """The landed delta kernel, then the warp-specialised dK/dV kernel, then dQ (specialised
+    too, or the landed dQ kernel)."""
+    _check_head_major(grad_out, q, k, v, out)
+    batch, heads, seq, dim = q.shape
+    sm_scale = 1.0 / math.sqrt(dim)
+    delta = torch.empty_like(lse)
+    fa._bwd_delta_kernel[(triton.cdiv(seq, 64), batch * heads)](
+        out, grad_out, delta, *fa._strides(out), *fa._strides(grad_out), heads, seq,
+        HEAD_DIM=dim, BLOCK_M=64,
+    )  # fmt: skip
+    grad_q, grad_k, grad_v = (torch.empty_like(t) for t in (q, k, v))
+    rows, bucket = batch * heads * seq, fa._seq_bucket(seq, seq)
+
+    def keys(meta):
+        return (triton.cdiv(seq, meta["BLOCK_N"]), batch * heads)
+
+    def queries(meta):
+        return (triton.cdiv(seq, meta["BLOCK_M"]), batch * heads)
+
+    _DKDV_WS[keys](q, k, v, grad_out, grad_k, grad_v, lse, delta, sm_scale, seq, rows, bucket,
+                   HEAD_DIM=dim, IS_CAUSAL=is_causal)  # fmt: skip
+    if ws_dq:
+        _DQ_WS[queries](q, k, v, grad_out, grad_q, lse, delta, sm_scale, seq, rows, bucket,
+                        HEAD_DIM=dim, IS_CAUSAL=is_causal)  # fmt: skip
+    else:
+        fa.launch(
+            fa._DQ["up_to_128"], queries, "dq", "landed", q, k, v, grad_out, grad_q, lse, delta,
+            sm_scale, *fa._strides(q), *fa._strides(k), *fa._strides(v),
+            *fa._strides(grad_out), *fa._strides(grad_q), heads, seq, seq, bucket,
+            **fa._common_meta(q, is_causal),
+        )  # fmt: skip
+    return grad_q, grad_k, grad_v
+
+
+# ----------------------------------------------------------------------------- landed, more tiles
+
+# Tiles the landed lists lack that ptxas compiles without spilling at head dim 128 (checked off
+# the GPU with Triton 3.6's ptxas): the landed dK/dV choice, 64x128 on 8 warps, spills.
+_DKDV_MORE = triton.autotune(
+    _tiles(fa.DKDV_TILES + [(32, 128, 8, 3), (64, 64, 8, 3), (32, 128, 8, 2)]), fa.TUNE_KEY
+)(fa._bwd_dkdv_kernel)
+
+
+def backward_more_tiles(grad_out, q, k, v, out, lse, is_causal: bool):
+    """The landed backward with the dK/dV kernel tuned over more tiles."""
+    saved = fa._DKDV["up_to_128"]
+    fa._DKDV["up_to_128"] = _DKDV_MORE
+    try:
+        return landed_backward(grad_out, q, k, v, out, lse, is_causal)
+    finally:
+        fa._DKDV["up_to_128"] = saved
 
 
 # ----------------------------------------------------------------------------- harness
@@ -353,23 +580,35 @@ def _max_diff(a, b) -> float:
     return (a.float() - b.float()).abs().max().item()
 
 
+FORWARDS = {  # name -> fn(q, k, v, is_causal) -> (O, logsumexp)
+    "landed": landed_forward,
+    "tma": forward_tma,
+    "ws": forward_ws,
+}
+BACKWARDS = {  # name -> fn(grad_out, q, k, v, O, logsumexp, is_causal) -> (dQ, dK, dV)
+    "landed": landed_backward,
+    "more-tiles": backward_more_tiles,
+    "atomic": lambda *a: backward_atomic(*a, tma_dq=False),
+    "atomic-tma": lambda *a: backward_atomic(*a, tma_dq=True),
+    "ws": backward_ws,
+    "ws-dkdv": lambda *a: backward_ws(*a, ws_dq=False),
+}
+
+
 def check(q, k, v, grad_out, is_causal) -> dict:
-    """Largest absolute differences of each candidate's O, dQ, dK, dV from SDPA's."""
+    """Largest absolute differences of each candidate's O, dQ, dK, dV from SDPA's; the error's
+    text for a candidate that fails to compile or run."""
     ref_out, ref_grads = _reference(q, k, v, grad_out, is_causal)
     out, lse = landed_forward(q, k, v, is_causal)
-    found = {"landed_fwd": _max_diff(out, ref_out)}
-    for name, ws in (("tma", False), ("tma+ws", True)):
+    found = {}
+    for name, forward in FORWARDS.items():
         try:
-            found[f"{name}_fwd"] = _max_diff(forward_tma(q, k, v, is_causal, ws)[0], ref_out)
+            found[f"{name}_fwd"] = _max_diff(forward(q, k, v, is_causal)[0], ref_out)
         except Exception as error:  # a candidate may not compile here
             found[f"{name}_fwd"] = f"failed: {str(error)[:300]}"
-    candidates = {"landed": lambda: landed_backward(grad_out, q, k, v, out, lse, is_causal)}
-    for name, tma_dq in (("atomic", False), ("atomic-tma", True)):
-        candidates[name] = (lambda t: lambda: backward_atomic(
-            grad_out, q, k, v, out, lse, is_causal, t))(tma_dq)  # fmt: skip
-    for name, run in candidates.items():
+    for name, backward in BACKWARDS.items():
         try:
-            grads = run()
+            grads = backward(grad_out, q, k, v, out, lse, is_causal)
             found[f"{name}_bwd"] = max(_max_diff(g, r) for g, r in zip(grads, ref_grads))
         except Exception as error:
             found[f"{name}_bwd"] = f"failed: {str(error)[:300]}"
@@ -395,17 +634,11 @@ def bench(seq: int, head_dim: int, causal: bool) -> dict:
         with sdpa_kernel(SDPBackend.CUDNN_ATTENTION):
             F.scaled_dot_product_attention(q, k, v, is_causal=causal)
 
-    forwards = {
-        "cuDNN": cudnn_fwd,
-        "landed": lambda: landed_forward(q, k, v, causal),
-        "tma": lambda: forward_tma(q, k, v, causal, False),
-        "tma+ws": lambda: forward_tma(q, k, v, causal, True),
+    forwards = {"cuDNN": cudnn_fwd} | {
+        name: partial(f, q, k, v, causal) for name, f in FORWARDS.items()
     }
-    backwards = {
-        "cuDNN": lambda: cudnn_out.backward(grad_out, retain_graph=True),
-        "landed": lambda: landed_backward(grad_out, q, k, v, out, lse, causal),
-        "atomic": lambda: backward_atomic(grad_out, q, k, v, out, lse, causal, False),
-        "atomic-tma": lambda: backward_atomic(grad_out, q, k, v, out, lse, causal, True),
+    backwards = {"cuDNN": lambda: cudnn_out.backward(grad_out, retain_graph=True)} | {
+        name: partial(f, grad_out, q, k, v, out, lse, causal) for name, f in BACKWARDS.items()
     }
     for mode, fns, flops in (("fwd", forwards, fwd_flops), ("bwd", backwards, 2.5 * fwd_flops)):
         for name, fn in fns.items():
@@ -427,17 +660,16 @@ def profile_once(seq: int, head_dim: int, causal: bool) -> None:
     out, lse = landed_forward(q, k, v, causal)
 
     def everything():
-        landed_forward(q, k, v, causal)
-        landed_backward(grad_out, q, k, v, out, lse, causal)
-        for run in (
-            lambda: forward_tma(q, k, v, causal, False),
-            lambda: backward_atomic(grad_out, q, k, v, out, lse, causal, False),
-            lambda: backward_atomic(grad_out, q, k, v, out, lse, causal, True),
-        ):
+        for name, forward in FORWARDS.items():
             try:
-                run()
+                forward(q, k, v, causal)
             except Exception as error:  # a candidate that does not compile is left out
-                print(f"left out of the profile: {str(error)[:200]}")
+                print(f"{name} left out of the profile: {str(error)[:200]}")
+        for name, backward in BACKWARDS.items():
+            try:
+                backward(grad_out, q, k, v, out, lse, causal)
+            except Exception as error:
+                print(f"{name} left out of the profile: {str(error)[:200]}")
         with sdpa_kernel(SDPBackend.CUDNN_ATTENTION):
             F.scaled_dot_product_attention(*leaves, is_causal=causal).backward(grad_out)
 
@@ -473,14 +705,21 @@ def main() -> None:
         print(f"\nS {seq} d {dim} causal {bool(causal)}: max |diff| {r['max_abs_diff']}")
         for mode in ("fwd", "bwd"):
             cudnn = r.get(f"cuDNN_{mode}_tflops", math.nan)
-            for name in ("cuDNN", "landed", "tma", "tma+ws", "atomic", "atomic-tma"):
+            for name in ("cuDNN", *(FORWARDS if mode == "fwd" else BACKWARDS)):
                 if f"{name}_{mode}_tflops" in r:
                     t = r[f"{name}_{mode}_tflops"]
                     print(f"  {mode} {name:>10}: {r[f'{name}_{mode}_ms']:.3f} ms "
                           f"{t:.0f} TFLOP/s ({t / cudnn:.2f}x cuDNN)", flush=True)  # fmt: skip
     configs = {
         name: {str(key): str(cfg) for key, cfg in kernel.cache.items()}
-        for name, kernel in (("tma", _FWD_TMA), ("atomic", _ATOMIC))
+        for name, kernel in (
+            ("tma", _FWD_TMA),
+            ("atomic", _ATOMIC),
+            ("ws_fwd", _FWD_WS),
+            ("ws_dkdv", _DKDV_WS),
+            ("ws_dq", _DQ_WS),
+            ("more-tiles_dkdv", _DKDV_MORE),
+        )
     }
     print(json.dumps(configs, indent=1))
     if args.json:
