@@ -486,7 +486,7 @@ def _descriptor_layout(t: torch.Tensor) -> int:
 def _kv_tma(k: torch.Tensor, v: torch.Tensor) -> int:
     """Whether the forward moves K and V with the TMA, and over which layout. Only at head dim
     128 in 16 bits: on an H200 that forward ran 4-10% faster than pointer loads at d 128 and
-    3-27% slower at d 64 (benchmarks/RESULTS.md, "Attention candidates against cuDNN")."""
+    up to 21% slower at d 64 (benchmarks/RESULTS.md, "Attention candidates against cuDNN")."""
     if k.shape[-1] not in TMA_HEAD_DIMS or k.dtype not in TMA_DTYPES:
         return 0
     layout = _descriptor_layout(k)
