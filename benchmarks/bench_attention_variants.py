@@ -5,9 +5,8 @@ Why: the landed FlashAttention-2 is 0.71-0.86x cuDNN at S >= 4k, the backward fu
 RESULTS.md before it ran; a candidate that wins moves into lmlib.kernels, one that loses stays
 here as the record of what was tried.
 
-- `tma` (first two rounds; then adopted, so now `landed` at head dim 128, with `pointers` the
-  landed forward with pointer loads): the forward with K and V (and, in the candidate, Q and O)
-  moved by the tensor-memory accelerator through device-side tensor descriptors.
+- `tma`: the forward with K and V (and Q, O) moved by the tensor-memory accelerator through
+  device-side tensor descriptors instead of pointer loads.
 - `ws`: forward, dK/dV and dQ kernels with one key (or query) loop masked on every tile and
   Triton's automatic warp specialisation: a producer warp group issues TMA copies, two consumer
   warp groups split the tile. (Triton 3.6 crashes specialising a kernel with two loops and
@@ -55,6 +54,148 @@ def _tiles(tiles):
         triton.Config({"BLOCK_M": m, "BLOCK_N": n}, num_warps=w, num_stages=s)
         for m, n, w, s in tiles
     ]
+
+
+# ----------------------------------------------------------------------------- forward (TMA)
+
+
+@triton.jit
+def _kv_descriptor(X, stride_z, stride_s, batch, n_heads, seq, HEAD_MAJOR: tl.constexpr,
+                   HEAD_DIM: tl.constexpr, BLOCK: tl.constexpr):  # fmt: skip
+    """A 3-D descriptor over a (batch, heads, seq, dim) view: (batch * heads, seq, dim) for
+    head-major memory, (batch, seq, heads * dim) for sequence-major memory."""
+    if HEAD_MAJOR:
+        return tl.make_tensor_descriptor(
+            X, shape=[batch * n_heads, seq, HEAD_DIM], strides=[stride_z // n_heads, stride_s, 1],
+            block_shape=[1, BLOCK, HEAD_DIM],
+        )  # fmt: skip
+    return tl.make_tensor_descriptor(
+        X, shape=[batch, seq, n_heads * HEAD_DIM], strides=[stride_z, stride_s, 1],
+        block_shape=[1, BLOCK, HEAD_DIM],
+    )  # fmt: skip
+
+
+@triton.jit
+def _tile(desc, z, h, row, n_heads, HEAD_MAJOR: tl.constexpr, HEAD_DIM: tl.constexpr,
+          BLOCK: tl.constexpr):  # fmt: skip
+    if HEAD_MAJOR:
+        block = desc.load([z * n_heads + h, row, 0])
+    else:
+        block = desc.load([z, row, h * HEAD_DIM])
+    return block.reshape(BLOCK, HEAD_DIM)
+
+
+@triton.jit
+def _fwd_tma_loop(
+    acc, row_sum, row_max, q, k_desc, v_desc, z, h, n_heads, offs_m, key_lo, key_hi, seq_k,
+    qk_scale, HEAD_MAJOR: tl.constexpr, HEAD_DIM: tl.constexpr, BLOCK_N: tl.constexpr,
+    MASKED: tl.constexpr, IS_CAUSAL: tl.constexpr,
+):  # fmt: skip
+    offs_n = tl.arange(0, BLOCK_N)
+    for start_n in range(key_lo, key_hi, BLOCK_N):
+        k = _tile(k_desc, z, h, start_n, n_heads, HEAD_MAJOR, HEAD_DIM, BLOCK_N)
+        v = _tile(v_desc, z, h, start_n, n_heads, HEAD_MAJOR, HEAD_DIM, BLOCK_N)
+        scores = tl.dot(q, tl.trans(k))
+        if MASKED:
+            key_index = start_n + offs_n
+            keep = key_index[None, :] < seq_k
+            if IS_CAUSAL:
+                keep = keep & (key_index[None, :] <= offs_m[:, None])
+            scores = tl.where(keep, scores, float("-inf"))
+        new_max = tl.maximum(row_max, tl.max(scores, 1) * qk_scale)
+        probs = tl.exp2(scores * qk_scale - new_max[:, None])
+        correction = tl.exp2(row_max - new_max)
+        row_sum = row_sum * correction + tl.sum(probs, 1)
+        acc = acc * correction[:, None]
+        acc = tl.dot(probs.to(v.dtype), v, acc)
+        row_max = new_max
+    return acc, row_sum, row_max
+
+
+@triton.jit
+def _fwd_tma_kernel(
+    Q, K, V, Out, LSE, sm_scale, stride_qz, stride_qs, stride_kz, stride_ks, stride_vz,
+    stride_vs, stride_oz, stride_os, batch, n_heads, seq_q, seq_k, seq_bucket,
+    HEAD_DIM: tl.constexpr, IS_CAUSAL: tl.constexpr, HEAD_MAJOR: tl.constexpr,
+    BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
+):  # fmt: skip
+    pid_m = tl.program_id(0)
+    if IS_CAUSAL:
+        pid_m = tl.num_programs(0) - 1 - pid_m
+    bh = tl.program_id(1)
+    z = bh // n_heads
+    h = bh % n_heads
+    q_desc = _kv_descriptor(Q, stride_qz, stride_qs, batch, n_heads, seq_q, HEAD_MAJOR,
+                            HEAD_DIM, BLOCK_M)  # fmt: skip
+    k_desc = _kv_descriptor(K, stride_kz, stride_ks, batch, n_heads, seq_k, HEAD_MAJOR,
+                            HEAD_DIM, BLOCK_N)  # fmt: skip
+    v_desc = _kv_descriptor(V, stride_vz, stride_vs, batch, n_heads, seq_k, HEAD_MAJOR,
+                            HEAD_DIM, BLOCK_N)  # fmt: skip
+    o_desc = _kv_descriptor(Out, stride_oz, stride_os, batch, n_heads, seq_q, HEAD_MAJOR,
+                            HEAD_DIM, BLOCK_M)  # fmt: skip
+    offs_m = pid_m * BLOCK_M + tl.arange(0, BLOCK_M)
+    q = _tile(q_desc, z, h, pid_m * BLOCK_M, n_heads, HEAD_MAJOR, HEAD_DIM, BLOCK_M)
+    qk_scale = sm_scale * 1.4426950408889634
+    row_max = tl.full([BLOCK_M], float("-inf"), dtype=tl.float32)
+    row_sum = tl.zeros([BLOCK_M], dtype=tl.float32)
+    acc = tl.zeros([BLOCK_M, HEAD_DIM], dtype=tl.float32)
+    full_k_end = (seq_k // BLOCK_N) * BLOCK_N
+    if IS_CAUSAL:
+        unmasked_end = tl.minimum(pid_m * BLOCK_M, full_k_end)
+        masked_end = tl.minimum((pid_m + 1) * BLOCK_M, seq_k)
+    else:
+        unmasked_end = full_k_end
+        masked_end = seq_k
+    acc, row_sum, row_max = _fwd_tma_loop(
+        acc, row_sum, row_max, q, k_desc, v_desc, z, h, n_heads, offs_m, 0, unmasked_end, seq_k,
+        qk_scale, HEAD_MAJOR, HEAD_DIM, BLOCK_N, False, IS_CAUSAL,
+    )  # fmt: skip
+    acc, row_sum, row_max = _fwd_tma_loop(
+        acc, row_sum, row_max, q, k_desc, v_desc, z, h, n_heads, offs_m, unmasked_end,
+        masked_end, seq_k, qk_scale, HEAD_MAJOR, HEAD_DIM, BLOCK_N, True, IS_CAUSAL,
+    )  # fmt: skip
+    acc = acc / row_sum[:, None]
+    lse = (row_max + tl.log2(row_sum)) * 0.6931471805599453
+    out = acc.to(Out.dtype.element_ty).reshape(1, BLOCK_M, HEAD_DIM)
+    if HEAD_MAJOR:
+        o_desc.store([z * n_heads + h, pid_m * BLOCK_M, 0], out)
+    else:
+        o_desc.store([z, pid_m * BLOCK_M, h * HEAD_DIM], out)
+    tl.store(LSE + bh.to(tl.int64) * seq_q + offs_m, lse, mask=offs_m < seq_q)
+
+
+FWD_TMA_TILES = [(128, 64, 4, 3), (128, 128, 8, 3), (128, 64, 8, 3), (128, 128, 8, 2)]
+_FWD_TMA = triton.autotune(_tiles(FWD_TMA_TILES), fa.TUNE_KEY)(_fwd_tma_kernel)
+
+
+def _head_major(t: torch.Tensor) -> bool:
+    """Head-major (batch, heads, seq, dim) memory, or sequence-major (batch, seq, heads, dim)."""
+    batch, heads, seq, dim = t.shape
+    if t.stride(1) == seq * dim and t.stride(2) == dim and t.stride(0) == heads * seq * dim:
+        return True
+    if t.stride(1) == dim and t.stride(3) == 1:
+        return False
+    raise ValueError(f"no descriptor layout for strides {t.stride()}")
+
+
+def forward_tma(q, k, v, is_causal: bool):
+    batch, heads, seq_q, dim = q.shape
+    seq_k = k.shape[2]
+    out = torch.empty_like(q)
+    lse = torch.empty(q.shape[:-1], device=q.device, dtype=torch.float32)
+    head_major = _head_major(q)
+    assert _head_major(k) == head_major == _head_major(v)
+
+    def grid(meta):
+        return (triton.cdiv(seq_q, meta["BLOCK_M"]), batch * heads)
+
+    _FWD_TMA[grid](
+        q, k, v, out, lse, 1.0 / math.sqrt(dim), q.stride(0), q.stride(2), k.stride(0),
+        k.stride(2), v.stride(0), v.stride(2), out.stride(0), out.stride(2), batch, heads, seq_q,
+        seq_k, fa._seq_bucket(seq_q, seq_k), HEAD_DIM=dim, IS_CAUSAL=is_causal,
+        HEAD_MAJOR=head_major,
+    )  # fmt: skip
+    return out, lse
 
 
 # ----------------------------------------------------------------------------- backward (atomic dQ)
@@ -345,16 +486,6 @@ _DKDV_WS = triton.autotune(_tiles(DKDV_WS_TILES), fa.TUNE_KEY)(_dkdv_ws_kernel)
 _DQ_WS = triton.autotune(_tiles(DQ_WS_TILES), fa.TUNE_KEY)(_dq_ws_kernel)
 
 
-def _head_major(t: torch.Tensor) -> bool:
-    """Head-major (batch, heads, seq, dim) memory, or sequence-major (batch, seq, heads, dim)."""
-    batch, heads, seq, dim = t.shape
-    if t.stride(1) == seq * dim and t.stride(2) == dim and t.stride(0) == heads * seq * dim:
-        return True
-    if t.stride(1) == dim and t.stride(3) == 1:
-        return False
-    raise ValueError(f"no descriptor layout for strides {t.stride()}")
-
-
 def _check_head_major(*tensors) -> None:
     for t in tensors:
         if not (t.is_contiguous() and _head_major(t)):
@@ -439,16 +570,6 @@ def landed_forward(q, k, v, is_causal):
     return out, lse
 
 
-def pointers_forward(q, k, v, is_causal):
-    """The landed forward with its TMA path switched off: K and V by pointer loads."""
-    saved = fa.TMA_HEAD_DIMS
-    fa.TMA_HEAD_DIMS = ()
-    try:
-        return landed_forward(q, k, v, is_causal)
-    finally:
-        fa.TMA_HEAD_DIMS = saved
-
-
 def landed_backward(grad_out, q, k, v, out, lse, is_causal):
     grads = [torch.empty_like(t) for t in (q, k, v)]
     fa.launch_backward(grad_out, q, k, v, out, lse, *grads, is_causal, 1.0 / math.sqrt(q.shape[-1]))
@@ -470,7 +591,7 @@ def _max_diff(a, b) -> float:
 
 FORWARDS = {  # name -> fn(q, k, v, is_causal) -> (O, logsumexp)
     "landed": landed_forward,
-    "pointers": pointers_forward,
+    "tma": forward_tma,
     "ws": forward_ws,
 }
 BACKWARDS = {  # name -> fn(grad_out, q, k, v, O, logsumexp, is_causal) -> (dQ, dK, dV)
@@ -601,7 +722,7 @@ def main() -> None:
     configs = {
         name: {str(key): str(cfg) for key, cfg in kernel.cache.items()}
         for name, kernel in (
-            ("landed_fwd", fa._FWD["up_to_128"]),
+            ("tma", _FWD_TMA),
             ("atomic", _ATOMIC),
             ("ws_fwd", _FWD_WS),
             ("ws_dkdv", _DKDV_WS),

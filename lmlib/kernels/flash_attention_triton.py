@@ -71,24 +71,6 @@ TUNE_KEY = ["seq_bucket", "HEAD_DIM", "IS_CAUSAL"]  # the autotuner adds the ten
 
 
 @triton.jit
-def _load_kv_tiles(k_base, v_base, stride_ks, stride_vs, key_index, offs_d, seq_k,
-                   MASKED: tl.constexpr, UPCAST: tl.constexpr):  # fmt: skip
-    """K and V rows `key_index` by pointers; rows past seq_k read zeros when MASKED."""
-    k_ptrs = k_base + key_index[:, None] * stride_ks + offs_d[None, :]
-    v_ptrs = v_base + key_index[:, None] * stride_vs + offs_d[None, :]
-    if MASKED:
-        k = tl.load(k_ptrs, mask=key_index[:, None] < seq_k, other=0.0)
-        v = tl.load(v_ptrs, mask=key_index[:, None] < seq_k, other=0.0)
-    else:
-        k = tl.load(k_ptrs)
-        v = tl.load(v_ptrs)
-    if UPCAST:
-        k = k.to(tl.float32)
-        v = v.to(tl.float32)
-    return k, v
-
-
-@triton.jit
 def _kv_descriptor(X, stride_z, stride_h, stride_s, n_batch, n_heads, seq,
                    KV_TMA: tl.constexpr, HEAD_DIM: tl.constexpr, BLOCK_N: tl.constexpr):  # fmt: skip
     """A 3-D tensor descriptor over K or V: (batch * heads, seq, dim) for head-major memory
@@ -118,12 +100,18 @@ def _fwd_key_loop(
         if KV_TMA:
             k = k_desc.load([desc_row, start_n, desc_col]).reshape(BLOCK_N, HEAD_DIM)
             v = v_desc.load([desc_row, start_n, desc_col]).reshape(BLOCK_N, HEAD_DIM)
-            if UPCAST:
-                k = k.to(tl.float32)
-                v = v.to(tl.float32)
         else:
-            k, v = _load_kv_tiles(k_base, v_base, stride_ks, stride_vs, key_index, offs_d, seq_k,
-                                  MASKED, UPCAST)  # fmt: skip
+            k_ptrs = k_base + key_index[:, None] * stride_ks + offs_d[None, :]
+            v_ptrs = v_base + key_index[:, None] * stride_vs + offs_d[None, :]
+            if MASKED:
+                k = tl.load(k_ptrs, mask=key_index[:, None] < seq_k, other=0.0)
+                v = tl.load(v_ptrs, mask=key_index[:, None] < seq_k, other=0.0)
+            else:
+                k = tl.load(k_ptrs)
+                v = tl.load(v_ptrs)
+        if UPCAST:
+            k = k.to(tl.float32)
+            v = v.to(tl.float32)
         scores = tl.dot(q, tl.trans(k), input_precision=PRECISION)
         if MASKED:
             keep = key_index[None, :] < seq_k
@@ -346,8 +334,17 @@ def _dq_key_loop(
     offs_n = tl.arange(0, BLOCK_N)
     for start_n in range(key_lo, key_hi, BLOCK_N):
         key_index = start_n + offs_n
-        k, v = _load_kv_tiles(k_base, v_base, stride_ks, stride_vs, key_index, offs_d, seq_k,
-                              MASKED, UPCAST)  # fmt: skip
+        k_ptrs = k_base + key_index[:, None] * stride_ks + offs_d[None, :]
+        v_ptrs = v_base + key_index[:, None] * stride_vs + offs_d[None, :]
+        if MASKED:
+            k = tl.load(k_ptrs, mask=key_index[:, None] < seq_k, other=0.0)
+            v = tl.load(v_ptrs, mask=key_index[:, None] < seq_k, other=0.0)
+        else:
+            k = tl.load(k_ptrs)
+            v = tl.load(v_ptrs)
+        if UPCAST:
+            k = k.to(tl.float32)
+            v = v.to(tl.float32)
         scores = tl.dot(q, tl.trans(k), input_precision=PRECISION)
         probs = tl.exp2(scores * qk_scale - lse2[:, None])
         if MASKED:
