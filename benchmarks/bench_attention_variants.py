@@ -7,21 +7,12 @@ here as the record of what was tried.
 
 - `tma`: the forward with K and V (and Q, O) moved by the tensor-memory accelerator through
   device-side tensor descriptors instead of pointer loads.
-- `ws`: forward, dK/dV and dQ kernels with one key (or query) loop masked on every tile and
-  Triton's automatic warp specialisation: a producer warp group issues TMA copies, two consumer
-  warp groups split the tile. (Triton 3.6 crashes specialising a kernel with two loops and
-  leaves a loop with a run-time masking branch unspecialised, hence the one masked loop.)
-- `ws-dkdv`: only the dK/dV kernel warp-specialised, with the landed dQ kernel.
-- `more-tiles`: the landed backward with its dK/dV kernel also offered the tiles that `ptxas`
-  compiles without spilling at head dim 128.
+- `tma+ws`: the same with Triton's automatic warp specialisation on the unmasked key loop.
 - `atomic`: the backward in one kernel per key tile that also adds each tile pair's dQ share
   into a float32 buffer with atomics: five matrix products per tile pair instead of the landed
   kernels' seven (dK/dV four, dQ three), as FlashAttention-2's CUDA kernels do.
 - `atomic-tma`: the same with dQ added by the TMA's reduce-add (`cp.reduce.async.bulk.tensor`),
   as FlashAttention-3 does.
-
-`landed` is whatever lmlib.kernels does now: since the `tma` result, its forward moves K and V
-with the TMA at head dim 128 (the first two rounds in RESULTS.md ran before that).
 
 Same tensors for every candidate: bfloat16, (batch, heads, seq, dim) with batch * seq = 16k and
 heads * dim = 2048, as in bench_attention.py. Outputs and gradients are checked against SDPA's

@@ -6,11 +6,6 @@ What is notable:
   two loops: an unmasked loop over full key tiles below the diagonal, then a masked loop over the
   diagonal tile(s) and the ragged last tile. Causal programs skip key tiles wholly above the
   diagonal and start with the heaviest query tiles, which balances the grid.
-- At head dim 128 in 16 bits the forward moves K and V with the tensor-memory accelerator
-  (device-side tensor descriptors over head-major or sequence-major memory; tiles past the end
-  read zeros), 4-10% faster than pointer loads on an H200 there and slower at head dim 64.
-  Warp specialisation, an atomic dQ and TMA reduce-adds were tried and lost
-  (benchmarks/bench_attention_variants.py, benchmarks/RESULTS.md).
 - Saves O and the natural-log logsumexp L: (batch, n_queries) for 3-D input,
   (batch, heads, n_queries) for 4-D input.
 - Backward by recomputation, three kernels and no atomics: D = rowsum(dO * O); dK and dV with
@@ -42,9 +37,6 @@ INTERPRET = os.environ.get("TRITON_INTERPRET", "0") == "1"
 AUTOTUNE = os.environ.get("LMLIB_ATTENTION_AUTOTUNE", "1") != "0"
 MIN_HEAD_DIM = 16
 MAX_HEAD_DIM = 256
-# Where the forward moves K and V with the TMA (_kv_tma): measured faster only there.
-TMA_HEAD_DIMS = (128,)
-TMA_DTYPES = (torch.bfloat16, torch.float16)
 
 
 def _configs(tiles: list[tuple[int, int, int, int]]) -> list[triton.Config]:
@@ -71,44 +63,23 @@ TUNE_KEY = ["seq_bucket", "HEAD_DIM", "IS_CAUSAL"]  # the autotuner adds the ten
 
 
 @triton.jit
-def _kv_descriptor(X, stride_z, stride_h, stride_s, n_batch, n_heads, seq,
-                   KV_TMA: tl.constexpr, HEAD_DIM: tl.constexpr, BLOCK_N: tl.constexpr):  # fmt: skip
-    """A 3-D tensor descriptor over K or V: (batch * heads, seq, dim) for head-major memory
-    (KV_TMA 1), (batch, seq, heads * dim) for sequence-major memory (KV_TMA 2). Tiles past the
-    sequence's end read zeros."""
-    if KV_TMA == 1:
-        return tl.make_tensor_descriptor(
-            X, shape=[n_batch * n_heads, seq, HEAD_DIM], strides=[stride_h, stride_s, 1],
-            block_shape=[1, BLOCK_N, HEAD_DIM],
-        )  # fmt: skip
-    return tl.make_tensor_descriptor(
-        X, shape=[n_batch, seq, n_heads * HEAD_DIM], strides=[stride_z, stride_s, 1],
-        block_shape=[1, BLOCK_N, HEAD_DIM],
-    )  # fmt: skip
-
-
-@triton.jit
 def _fwd_key_loop(
-    acc, row_sum, row_max, q, k_base, v_base, stride_ks, stride_vs, k_desc, v_desc, desc_row,
-    desc_col, offs_m, offs_d, key_lo, key_hi, seq_k, qk_scale,
+    acc, row_sum, row_max, q, k_base, v_base, stride_ks, stride_vs,
+    offs_m, offs_d, key_lo, key_hi, seq_k, qk_scale,
     BLOCK_N: tl.constexpr, MASKED: tl.constexpr, IS_CAUSAL: tl.constexpr,
-    UPCAST: tl.constexpr, PRECISION: tl.constexpr, KV_TMA: tl.constexpr, HEAD_DIM: tl.constexpr,
+    UPCAST: tl.constexpr, PRECISION: tl.constexpr,
 ):  # fmt: skip
     offs_n = tl.arange(0, BLOCK_N)
     for start_n in range(key_lo, key_hi, BLOCK_N):
         key_index = start_n + offs_n
-        if KV_TMA:
-            k = k_desc.load([desc_row, start_n, desc_col]).reshape(BLOCK_N, HEAD_DIM)
-            v = v_desc.load([desc_row, start_n, desc_col]).reshape(BLOCK_N, HEAD_DIM)
+        k_ptrs = k_base + key_index[:, None] * stride_ks + offs_d[None, :]
+        v_ptrs = v_base + key_index[:, None] * stride_vs + offs_d[None, :]
+        if MASKED:
+            k = tl.load(k_ptrs, mask=key_index[:, None] < seq_k, other=0.0)
+            v = tl.load(v_ptrs, mask=key_index[:, None] < seq_k, other=0.0)
         else:
-            k_ptrs = k_base + key_index[:, None] * stride_ks + offs_d[None, :]
-            v_ptrs = v_base + key_index[:, None] * stride_vs + offs_d[None, :]
-            if MASKED:
-                k = tl.load(k_ptrs, mask=key_index[:, None] < seq_k, other=0.0)
-                v = tl.load(v_ptrs, mask=key_index[:, None] < seq_k, other=0.0)
-            else:
-                k = tl.load(k_ptrs)
-                v = tl.load(v_ptrs)
+            k = tl.load(k_ptrs)
+            v = tl.load(v_ptrs)
         if UPCAST:
             k = k.to(tl.float32)
             v = v.to(tl.float32)
@@ -133,9 +104,9 @@ def _fwd_kernel(
     Q, K, V, Out, LSE, sm_scale,
     stride_qz, stride_qh, stride_qs, stride_kz, stride_kh, stride_ks,
     stride_vz, stride_vh, stride_vs, stride_oz, stride_oh, stride_os,
-    n_batch, n_heads, seq_q, seq_k, seq_bucket,
+    n_heads, seq_q, seq_k, seq_bucket,
     HEAD_DIM: tl.constexpr, IS_CAUSAL: tl.constexpr, UPCAST: tl.constexpr,
-    PRECISION: tl.constexpr, KV_TMA: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
+    PRECISION: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
 ):  # fmt: skip
     pid_m = tl.program_id(0)
     if IS_CAUSAL:  # the last query tiles see the most keys: start them first
@@ -147,19 +118,6 @@ def _fwd_kernel(
     k_base = K + z * stride_kz + h * stride_kh
     v_base = V + z * stride_vz + h * stride_vh
     o_base = Out + z * stride_oz + h * stride_oh
-    if KV_TMA:
-        k_desc = _kv_descriptor(K, stride_kz, stride_kh, stride_ks, n_batch, n_heads, seq_k,
-                                KV_TMA, HEAD_DIM, BLOCK_N)  # fmt: skip
-        v_desc = _kv_descriptor(V, stride_vz, stride_vh, stride_vs, n_batch, n_heads, seq_k,
-                                KV_TMA, HEAD_DIM, BLOCK_N)  # fmt: skip
-    else:
-        k_desc, v_desc = K, V  # unused
-    if KV_TMA == 1:
-        desc_row = bh
-        desc_col = 0
-    else:
-        desc_row = bh // n_heads
-        desc_col = (bh % n_heads) * HEAD_DIM
 
     offs_m = pid_m * BLOCK_M + tl.arange(0, BLOCK_M)
     offs_d = tl.arange(0, HEAD_DIM)
@@ -180,14 +138,12 @@ def _fwd_kernel(
         unmasked_end = full_k_end
         masked_end = seq_k
     acc, row_sum, row_max = _fwd_key_loop(
-        acc, row_sum, row_max, q, k_base, v_base, stride_ks, stride_vs, k_desc, v_desc,
-        desc_row, desc_col, offs_m, offs_d, 0, unmasked_end, seq_k, qk_scale,
-        BLOCK_N, False, IS_CAUSAL, UPCAST, PRECISION, KV_TMA, HEAD_DIM,
+        acc, row_sum, row_max, q, k_base, v_base, stride_ks, stride_vs, offs_m, offs_d,
+        0, unmasked_end, seq_k, qk_scale, BLOCK_N, False, IS_CAUSAL, UPCAST, PRECISION,
     )  # fmt: skip
     acc, row_sum, row_max = _fwd_key_loop(
-        acc, row_sum, row_max, q, k_base, v_base, stride_ks, stride_vs, k_desc, v_desc,
-        desc_row, desc_col, offs_m, offs_d, unmasked_end, masked_end, seq_k, qk_scale,
-        BLOCK_N, True, IS_CAUSAL, UPCAST, PRECISION, KV_TMA, HEAD_DIM,
+        acc, row_sum, row_max, q, k_base, v_base, stride_ks, stride_vs, offs_m, offs_d,
+        unmasked_end, masked_end, seq_k, qk_scale, BLOCK_N, True, IS_CAUSAL, UPCAST, PRECISION,
     )  # fmt: skip
 
     acc = acc / row_sum[:, None]
@@ -416,15 +372,15 @@ def _bwd_dq_kernel(
              dq.to(DQ.dtype.element_ty), mask=row_ok[:, None])  # fmt: skip
 
 
-def _autotuned(kernel, tiles, tiles_256, key=TUNE_KEY):
+def _autotuned(kernel, tiles, tiles_256):
     """Two autotuned wrappers of one kernel: head dims up to 128, and 256 (less shared memory)."""
     return {
-        "up_to_128": autotune(_configs(tiles), key)(kernel),
-        "256": autotune(_configs(tiles_256), key)(kernel),
+        "up_to_128": autotune(_configs(tiles), TUNE_KEY)(kernel),
+        "256": autotune(_configs(tiles_256), TUNE_KEY)(kernel),
     }
 
 
-_FWD = _autotuned(_fwd_kernel, FWD_TILES, FWD_TILES_256, TUNE_KEY + ["KV_TMA"])
+_FWD = _autotuned(_fwd_kernel, FWD_TILES, FWD_TILES_256)
 _DKDV = _autotuned(_bwd_dkdv_kernel, DKDV_TILES, DKDV_TILES_256)
 _DQ = _autotuned(_bwd_dq_kernel, DQ_TILES, DQ_TILES_256)
 
@@ -469,54 +425,12 @@ def _size_class(head_dim: int) -> str:
     return "256" if head_dim > 128 else "up_to_128"
 
 
-def _descriptor_layout(t: torch.Tensor) -> int:
-    """1 for head-major memory (batch, heads, seq, dim), 2 for sequence-major (batch, seq,
-    heads, dim), any row stride; 0 where a TMA descriptor cannot describe the view."""
-    batch, heads, seq, dim = t.shape
-    row_bytes_ok = all((s * t.element_size()) % 16 == 0 for s in t.stride()[:3])
-    if t.stride(3) != 1 or not row_bytes_ok or t.data_ptr() % 16:
-        return 0
-    if t.stride(0) == heads * t.stride(1) and t.stride(1) >= seq * t.stride(2):
-        return 1
-    if t.stride(1) == dim and t.stride(2) >= heads * dim:
-        return 2
-    return 0
-
-
-def _kv_tma(k: torch.Tensor, v: torch.Tensor) -> int:
-    """Whether the forward moves K and V with the TMA, and over which layout. Only at head dim
-    128 in 16 bits: on an H200 that forward ran 4-10% faster than pointer loads at d 128 and
-    up to 21% slower at d 64 (benchmarks/RESULTS.md, "Attention candidates against cuDNN")."""
-    if k.shape[-1] not in TMA_HEAD_DIMS or k.dtype not in TMA_DTYPES:
-        return 0
-    layout = _descriptor_layout(k)
-    return layout if layout == _descriptor_layout(v) else 0
-
-
-def _torch_workspace(size: int, alignment: int, stream) -> torch.Tensor:
-    return torch.empty(size, dtype=torch.int8, device="cuda")
-
-
-def _ensure_allocator() -> None:
-    """Device-side tensor descriptors need a little global memory per launch, which Triton asks
-    of the process's allocator; set one backed by torch's caching allocator unless the caller
-    has set their own (the setting is per thread)."""
-    from triton.runtime import _allocation
-
-    if INTERPRET or not isinstance(_allocation._allocator.get(), _allocation.NullAllocator):
-        return
-    triton.set_allocator(_torch_workspace)
-
-
 def launch_forward(q, k, v, out, lse, is_causal: bool, sm_scale: float) -> None:
     """The forward kernel on (batch, heads, seq, dim) views of any strides (unit stride on dim),
     writing O into `out` and the logsumexp into `lse` (batch, heads, seq_q)."""
     batch, heads, seq_q, _ = q.shape
     seq_k = k.shape[2]
     kernel = _FWD[_size_class(q.shape[-1])]
-    kv_tma = _kv_tma(k, v)
-    if kv_tma:
-        _ensure_allocator()
 
     def grid(meta):
         return (triton.cdiv(seq_q, meta["BLOCK_M"]), batch * heads)
@@ -524,8 +438,7 @@ def launch_forward(q, k, v, out, lse, is_causal: bool, sm_scale: float) -> None:
     launch(
         kernel, grid, "attention forward", _tuning_shape(q, seq_k, is_causal),
         q, k, v, out, lse, sm_scale, *_strides(q), *_strides(k), *_strides(v), *_strides(out),
-        batch, heads, seq_q, seq_k, _seq_bucket(seq_q, seq_k), **_common_meta(q, is_causal),
-        KV_TMA=kv_tma,
+        heads, seq_q, seq_k, _seq_bucket(seq_q, seq_k), **_common_meta(q, is_causal),
     )  # fmt: skip
 
 

@@ -172,60 +172,12 @@ def test_gpu_bfloat16_matches_naive_attention(is_causal, seq, head_dim):
     assert relative_error(ours, expected) < 1.5 * relative_error(sdpa_out, expected) + 1e-3
 
 
-@pytest.mark.parametrize("layout", ["head-major", "sequence-major", "packed", "unsupported"])
-def test_forward_with_tma_descriptors_matches_pointer_loads(layout, monkeypatch):
-    """The forward's TMA path (K and V through tensor descriptors, taken at head dim 128 in 16
-    bits) gives the pointer path's output on each memory layout it describes, ragged tails
-    included; on a layout it cannot describe it falls back to pointers. Forced on here at a
-    small head dim in float32 so the interpreter runs it."""
-    from lmlib.kernels import flash_attention_triton as kernels
-
-    batch, heads, seq, dim = 2, 3, 80, 32
-    generator = torch.Generator(device=DEVICE).manual_seed(0)
-    if layout == "head-major":
-        q, k, v = (torch.randn(batch, heads, seq, dim, generator=generator, device=DEVICE)
-                   for _ in range(3))  # fmt: skip
-    elif layout == "sequence-major":
-        q, k, v = (torch.randn(batch, seq, heads, dim, generator=generator, device=DEVICE)
-                   .transpose(1, 2) for _ in range(3))  # fmt: skip
-    elif layout == "packed":  # slices of one (batch, seq, 3, heads, dim) projection
-        qkv = torch.randn(batch, seq, 3, heads, dim, generator=generator, device=DEVICE)
-        q, k, v = (qkv[:, :, i].transpose(1, 2) for i in range(3))
-    else:  # heads outermost but batches interleaved: no 3-D descriptor fits
-        q, k, v = (torch.randn(heads, batch, seq, dim, generator=generator, device=DEVICE)
-                   .transpose(0, 1) for _ in range(3))  # fmt: skip
-    expected_layout = {"head-major": 1, "sequence-major": 2, "packed": 2, "unsupported": 0}
-    for is_causal in (False, True):
-        pointer_out, pointer_lse = flash_attention_triton_forward(q, k, v, is_causal)
-        monkeypatch.setattr(kernels, "TMA_HEAD_DIMS", (dim,))
-        monkeypatch.setattr(kernels, "TMA_DTYPES", (torch.float32,))
-        assert kernels._kv_tma(k, v) == expected_layout[layout]
-        out, lse = flash_attention_triton_forward(q, k, v, is_causal)
-        monkeypatch.undo()
-        torch.testing.assert_close(out, pointer_out, atol=1e-5, rtol=1e-5)
-        torch.testing.assert_close(lse, pointer_lse, atol=1e-5, rtol=1e-5)
-
-
-def test_tma_path_is_taken_only_where_it_was_measured_faster():
-    from lmlib.kernels import flash_attention_triton as kernels
-
-    def qkv(dim, dtype):
-        return [torch.zeros(1, 2, 64, dim, dtype=dtype) for _ in range(2)]
-
-    assert kernels._kv_tma(*qkv(128, torch.bfloat16)) == 1
-    assert kernels._kv_tma(*qkv(64, torch.bfloat16)) == 0
-    assert kernels._kv_tma(*qkv(128, torch.float32)) == 0
-    k, v = qkv(128, torch.bfloat16)
-    assert kernels._kv_tma(k, v.transpose(1, 2).contiguous().transpose(1, 2)) == 0  # mixed
-
-
 @pytest.mark.gpu
-@pytest.mark.parametrize("head_dim", [64, 128, 256])
+@pytest.mark.parametrize("head_dim", [64, 256])
 def test_gpu_every_tile_configuration_is_correct(head_dim, monkeypatch):
     """The other GPU tests run on each kernel's first tiles (LMLIB_ATTENTION_AUTOTUNE=0 in
     conftest); this runs forward and backward on every tile configuration the autotuner may
-    pick, at a ragged length that exercises the masked loops (at head dim 128 the forward moves
-    K and V with the TMA)."""
+    pick, at a ragged length that exercises the masked loops."""
     import triton
 
     from lmlib.kernels import flash_attention_triton as kernels
@@ -242,9 +194,8 @@ def test_gpu_every_tile_configuration_is_correct(head_dim, monkeypatch):
         for name, (kernel, tiles) in tables.items():
             m, n, warps, stages = tiles[number % len(tiles)]
             config = triton.Config({"BLOCK_M": m, "BLOCK_N": n}, num_warps=warps, num_stages=stages)
-            key = kernels.TUNE_KEY + (["KV_TMA"] if name == "_FWD" else [])
             monkeypatch.setitem(getattr(kernels, name), size,
-                                triton.autotune([config], key=key)(kernel))
+                                triton.autotune([config], key=kernels.TUNE_KEY)(kernel))
         for is_causal in (False, True):
             errors = forward_backward_errors(FlashAttention2, q, k, v, is_causal)
             assert max(errors) < 2e-2, (number, is_causal, errors)
