@@ -6,8 +6,16 @@ RESULTS.md before it ran; a candidate that wins moves into lmlib.kernels, one th
 here as the record of what was tried.
 
 - `tma`: the forward with K and V (and Q, O) moved by the tensor-memory accelerator through
-  device-side tensor descriptors instead of pointer loads.
-- `tma+ws`: the same with Triton's automatic warp specialisation on the unmasked key loop.
+  device-side tensor descriptors instead of pointer loads. The one winner (4-10% at head dim
+  128): built into lmlib.kernels in commit 5be051c and reverted in 0e7048e until its GPU tests
+  can run.
+- `ws`: forward, dK/dV and dQ kernels with one key (or query) loop masked on every tile and
+  Triton's automatic warp specialisation: a producer warp group issues TMA copies, two consumer
+  warp groups split the tile. (Triton 3.6 crashes specialising a kernel with two loops and
+  leaves a loop with a run-time masking branch unspecialised, hence the one masked loop.)
+- `ws-dkdv`: only the dK/dV kernel warp-specialised, with the landed dQ kernel.
+- `more-tiles`: the landed backward with its dK/dV kernel also offered the tiles that `ptxas`
+  compiles without spilling at head dim 128.
 - `atomic`: the backward in one kernel per key tile that also adds each tile pair's dQ share
   into a float32 buffer with atomics: five matrix products per tile pair instead of the landed
   kernels' seven (dK/dV four, dQ three), as FlashAttention-2's CUDA kernels do.
