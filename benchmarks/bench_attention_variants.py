@@ -85,6 +85,18 @@ def _tile(desc, z, h, row, n_heads, HEAD_MAJOR: tl.constexpr, HEAD_DIM: tl.const
 
 
 @triton.jit
+def _softmax_step(acc, row_sum, row_max, scores, v, qk_scale):
+    """One key tile of the online softmax in base 2 (the landed forward's update)."""
+    new_max = tl.maximum(row_max, tl.max(scores, 1) * qk_scale)
+    probs = tl.exp2(scores * qk_scale - new_max[:, None])
+    correction = tl.exp2(row_max - new_max)
+    row_sum = row_sum * correction + tl.sum(probs, 1)
+    acc = acc * correction[:, None]
+    acc = tl.dot(probs.to(v.dtype), v, acc)
+    return acc, row_sum, new_max
+
+
+@triton.jit
 def _fwd_tma_loop(
     acc, row_sum, row_max, q, k_desc, v_desc, z, h, n_heads, offs_m, key_lo, key_hi, seq_k,
     qk_scale, HEAD_MAJOR: tl.constexpr, HEAD_DIM: tl.constexpr, BLOCK_N: tl.constexpr,
@@ -101,13 +113,7 @@ def _fwd_tma_loop(
             if IS_CAUSAL:
                 keep = keep & (key_index[None, :] <= offs_m[:, None])
             scores = tl.where(keep, scores, float("-inf"))
-        new_max = tl.maximum(row_max, tl.max(scores, 1) * qk_scale)
-        probs = tl.exp2(scores * qk_scale - new_max[:, None])
-        correction = tl.exp2(row_max - new_max)
-        row_sum = row_sum * correction + tl.sum(probs, 1)
-        acc = acc * correction[:, None]
-        acc = tl.dot(probs.to(v.dtype), v, acc)
-        row_max = new_max
+        acc, row_sum, row_max = _softmax_step(acc, row_sum, row_max, scores, v, qk_scale)
     return acc, row_sum, row_max
 
 
@@ -377,13 +383,7 @@ def _fwd_ws_kernel(
         if IS_CAUSAL:
             keep = keep & (key_index[None, :] <= offs_m[:, None])
         scores = tl.where(keep, scores, float("-inf"))
-        new_max = tl.maximum(row_max, tl.max(scores, 1) * qk_scale)
-        probs = tl.exp2(scores * qk_scale - new_max[:, None])
-        correction = tl.exp2(row_max - new_max)
-        row_sum = row_sum * correction + tl.sum(probs, 1)
-        acc = acc * correction[:, None]
-        acc = tl.dot(probs.to(v.dtype), v, acc)
-        row_max = new_max
+        acc, row_sum, row_max = _softmax_step(acc, row_sum, row_max, scores, v, qk_scale)
     acc = acc / row_sum[:, None]
     row_ok = offs_m < seq
     offs_d = tl.arange(0, HEAD_DIM)
